@@ -69,7 +69,8 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def build_optimizer(self, plan: BuildPlan):
         optimizer_cfg = dict(plan.optimizer_cfg)
-        params = plan.groups if self.paramwise_cfg or len(plan.groups) > 1 else plan.groups[0]["params"]
+        plain = len(plan.groups) == 1 and set(plan.groups[0]) == {"params"}
+        params = plan.groups[0]["params"] if plain else plan.groups
         # DeepSpeedCPUAdam and similar name their first argument model_params.
         first_argument = next(iter(inspect.signature(self.optimizer_cls).parameters))
         optimizer_cfg[first_argument] = params

@@ -1,0 +1,125 @@
+"""Small models shaped like the ones Muon routing must handle (OpenMMLab-style names)."""
+import torch
+from torch import nn
+
+
+class ResNetLike(nn.Module):
+    """Stem conv + BN, two residual-ish stages, global pool, fc classifier."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+                                    nn.ReLU(), nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32))
+        self.layer2 = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64),
+                                    nn.ReLU())
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(torch.relu(self.layer1(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.stage1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16),
+                                    nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32),
+                                    nn.ReLU())
+
+    def forward(self, x):
+        c1 = self.stage1(self.stem(x))
+        return c1, self.stage2(c1)
+
+
+class FPN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lateral_convs = nn.ModuleList([nn.Conv2d(16, 16, 1), nn.Conv2d(32, 16, 1)])
+        self.fpn_convs = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1) for _ in range(2)])
+
+    def forward(self, feats):
+        return [f(l(x)) for x, l, f in zip(feats, self.lateral_convs, self.fpn_convs)]
+
+
+class RetinaLikeHead(nn.Module):
+    def __init__(self, num_classes=3, anchors=2):
+        super().__init__()
+        self.cls_convs = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1)])
+        self.reg_convs = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1)])
+        self.retina_cls = nn.Conv2d(16, anchors * num_classes, 3, padding=1)
+        self.retina_reg = nn.Conv2d(16, anchors * 4, 3, padding=1)
+
+    def forward(self, feats):
+        return ([self.retina_cls(self.cls_convs[0](x)) for x in feats],
+                [self.retina_reg(self.reg_convs[0](x)) for x in feats])
+
+
+class RoIBoxHead(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.shared_fcs = nn.ModuleList([nn.Linear(16 * 4, 32), nn.Linear(32, 32)])
+        self.fc_cls = nn.Linear(32, num_classes + 1)
+        self.fc_reg = nn.Linear(32, num_classes * 4)
+
+
+class DetectorLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.neck = FPN()
+        self.bbox_head = RetinaLikeHead()
+        self.roi_head = nn.Module()
+        self.roi_head.bbox_head = RoIBoxHead()
+
+    def forward(self, x):
+        cls, reg = self.bbox_head(self.neck(self.backbone(x)))
+        return sum(c.mean() for c in cls) + sum(r.mean() for r in reg)
+
+
+class Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, vocab=50, dim=16, length=8):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, length, dim))
+        self.blocks = nn.ModuleList([Block(dim) for _ in range(2)])
+        self.norm = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens):
+        x = self.token_embedding(tokens) + self.pos_embed[:, :tokens.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.norm(x))
+
+
+class MobileNetBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = nn.Conv2d(8, 32, 1)
+        self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.project = nn.Conv2d(32, 8, 1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.project(torch.relu(self.depthwise(torch.relu(self.expand(self.stem(x))))))
+        return self.head(x.mean((2, 3)))
