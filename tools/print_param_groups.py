@@ -1,0 +1,73 @@
+"""Print how a config's optimizer sees the model, without training.
+
+    python tools/print_param_groups.py CONFIG [--cfg-options k=v ...]
+
+Builds the model and the optim wrapper exactly as training would, then prints the Muon
+routing table (parameter, shape, side, reason) when the optimizer is Muon, and one line per
+param group (lr, weight decay, side, size).
+"""
+from __future__ import annotations
+
+import argparse
+
+import visdet_mmext  # noqa: F401  (registers every optimizer and the constructors)
+from mmengine.config import Config, DictAction
+from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    return parser.parse_args(argv)
+
+
+def describe_groups(optimizer) -> list[str]:
+    lines = []
+    for index, group in enumerate(optimizer.param_groups):
+        numel = sum(p.numel() for p in group["params"])
+        side = {True: "Muon", False: "AdamW"}.get(group.get("use_muon"), "")
+        names = group.get("param_names", [])
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        lines.append(f"group {index:>3}: {side:<5} lr={group['lr']:.3g} "
+                     f"weight_decay={group.get('weight_decay', 0):.3g} tensors={len(group['params'])} "
+                     f"params={numel:,} {shown}")
+    return lines
+
+
+def build(model, optim_cfg: dict):
+    """What mmengine's build_optim_wrapper does, keeping the constructor to read its routing."""
+    optim_cfg = dict(optim_cfg)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=optim_cfg.pop("constructor", "DefaultOptimWrapperConstructor"),
+        optim_wrapper_cfg=optim_cfg, paramwise_cfg=optim_cfg.pop("paramwise_cfg", None)))
+    return constructor, constructor(model)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get("default_scope", "mmengine"))
+    model = MODELS.build(cfg.model)
+    constructor, wrapper = build(model, cfg.optim_wrapper.to_dict())
+    total = sum(p.numel() for p in model.parameters())
+    print(f"model {type(model).__name__}: {total:,} parameters; optimizer "
+          f"{type(wrapper.optimizer).__name__}; wrapper {type(wrapper).__name__}; "
+          f"constructor {type(constructor).__name__}")
+    routing = getattr(constructor, "routing", None)
+    if routing is not None:
+        print(routing.table())
+        print(routing.summary())
+        for warning in routing.warnings:
+            print(f"warning: {warning}")
+    print("\n".join(describe_groups(wrapper.optimizer)))
+    muon = sum(p.numel() for g in wrapper.optimizer.param_groups if g.get("use_muon")
+               for p in g["params"])
+    if muon:
+        print(f"Muon updates {muon:,} of {total:,} parameters ({muon / total:.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
