@@ -1,6 +1,5 @@
 """Bad optimizer configs fail when the optim wrapper is built, through mmengine's standard path
 (Config.fromfile with custom_imports -> Runner.from_cfg -> train), with a message naming the fix."""
-import textwrap
 
 import pytest
 

@@ -8,7 +8,7 @@ from mmengine.optim import build_optim_wrapper
 from routing_models import DetectorLike, ResNetLike
 from runner_utils import logged, make_runner
 from subprocess_utils import run_python
-from toy import ToyMLP, toy_data
+from toy import ToyMLP
 from visdet_mmext.optim import OptimizerConfigError
 
 CTOR = "VisdetOptimWrapperConstructor"

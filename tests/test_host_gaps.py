@@ -1,9 +1,8 @@
 """Optimizers that mmengine's Runner cannot train out of the box, trained through the real Runner."""
 import pytest
-import torch
 
 from runner_utils import logged, make_runner
-from toy import SparseBagClassifier, ToyClassifier, sparse_toy_data
+from toy import SparseBagClassifier, sparse_toy_data
 from visdet_mmext.optim import OptimizerConfigError
 from visdet_mmext.optim.hf_adafactor import relative_step_size
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .hook import pending, when_imported
+from ..post_import import pending, when_imported
 
 STRATEGY_MODULE = "mmengine._strategy.deepspeed"
 FLEXIBLE_RUNNER_MODULE = "mmengine.runner._flexible_runner"

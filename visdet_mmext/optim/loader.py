@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from .availability import AVAILABLE, IMPORT_ERROR, MISSING_PACKAGE, REMOVED, Availability, qualified_name
-from .catalog import CATALOG, CATALOG_BY_NAME
+from .catalog import CATALOG
 
 ENTRY_POINT_GROUP = "visdet_mmext.optimizers"
 DISTRIBUTION = "visdet-mmext"
