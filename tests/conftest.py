@@ -13,3 +13,21 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR",
 def _seed():
     import torch
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny ops gain nothing from threads, and spinning OpenMP threads on a busy machine make
+    each op far slower."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def compile_small_tensors(monkeypatch, one_thread):
+    """The compiled path normally skips tensors this small; the native tests want it exercised."""
+    from visdet_mmext.optim import fast_path
+    monkeypatch.setattr(fast_path, "MIN_NUMEL", 16)

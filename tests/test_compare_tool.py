@@ -1,32 +1,18 @@
 """tools/compare_optimizers.py: runs several optimizers, writes a PNG, a table and the numbers."""
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
-from jobs.demo_utils import ROOT
+from jobs.demo_utils import ROOT, load_tool
 
 TOOL = os.path.join(ROOT, "tools", "compare_optimizers.py")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("visdet_compare_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+compare = load_tool(TOOL, "visdet_compare_tool")
 
-
-compare = _load_tool()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_state_bytes_counts_each_tensor_once():

@@ -5,7 +5,6 @@ import glob
 import os
 
 import pytest
-import torch
 
 import visdet_mmext
 import visdet_mmext.demo  # noqa: F401
@@ -43,13 +42,7 @@ def _params():
         params.append(pytest.param(path, id=_name(path), marks=marks))
     return params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("path", ALL_CONFIG_FILES, ids=_name)

@@ -7,13 +7,7 @@ import visdet_mmext.demo  # noqa: F401  (registers the demo)
 from jobs.demo_utils import tiny_cfg
 from visdet_mmext.demo import SHAPES, DemoConvNet, DemoShapes, DemoTransformer, draw_shapes
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_same_seed_same_images_and_balanced_labels():

@@ -7,34 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from visdet_mmext.optim import fast_path
+from native_utils import PATHS, ALL_PATHS, make_problem
 from visdet_mmext.optim.lamb import LAMB
 
-SHAPES = [(40, 24), (24,), (96,), (6, 5, 3, 2)]
-PATHS = {
-    "single": dict(fast=False, foreach=False),
-    "foreach": dict(fast=False, foreach=True),
-    "compiled": dict(fast=True),
-}
-ALL_PATHS = ["single", "foreach", pytest.param("compiled", marks=pytest.mark.skipif(
-    fast_path.strategy_for(torch.device("cpu")) is None, reason="torch.compile unavailable"))]
-
-
-@pytest.fixture(autouse=True)
-def _small_tensor_setup(monkeypatch):
-    # Exercise the compiled path on small tensors; one thread (tiny ops, busy CI machines).
-    monkeypatch.setattr(fast_path, "MIN_NUMEL", 16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_problem(seed=0, steps=20):
-    gen = torch.Generator().manual_seed(seed)
-    init = [torch.randn(s, generator=gen) for s in SHAPES]
-    grads = [[torch.randn(s, generator=gen) for s in SHAPES] for _ in range(steps)]
-    return init, grads
+pytestmark = pytest.mark.usefixtures("compile_small_tensors")
 
 
 def run(opt, params, grads):

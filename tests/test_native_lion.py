@@ -7,36 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from native_utils import PATHS, make_problem, needs_compile
 from visdet_mmext.optim import fast_path
 from visdet_mmext.optim.lion import Lion
 
-SHAPES = [(40, 24), (24,), (96,), (6, 5, 3, 2)]
-PATHS = {
-    "single": dict(fast=False, foreach=False),
-    "foreach": dict(fast=False, foreach=True),
-    "compiled": dict(fast=True),
-}
-needs_compile = pytest.mark.skipif(fast_path.strategy_for(torch.device("cpu")) is None,
-                                   reason="torch.compile is unavailable or disabled")
-
-
-@pytest.fixture(autouse=True)
-def _small_tensor_setup(monkeypatch):
-    # The compiled path normally skips tensors this small; the tests want it exercised.
-    monkeypatch.setattr(fast_path, "MIN_NUMEL", 16)
-    # Tiny tensors gain nothing from threads, and spinning OpenMP threads on a busy machine
-    # make each op ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_problem(seed=0, steps=20):
-    gen = torch.Generator().manual_seed(seed)
-    init = [torch.randn(s, generator=gen) for s in SHAPES]
-    grads = [[torch.randn(s, generator=gen) for s in SHAPES] for _ in range(steps)]
-    return init, grads
+pytestmark = pytest.mark.usefixtures("compile_small_tensors")
 
 
 def run(opt_factory, init, grads, params=None):

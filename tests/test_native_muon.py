@@ -8,32 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from visdet_mmext.optim import fast_path
+from native_utils import PATHS, ALL_PATHS
 from visdet_mmext.optim.muon import Muon, lr_scale, matrix_shape
 from visdet_mmext.optim.newton_schulz import (NS_COEFFICIENTS, orthogonalize,
                                               orthogonalize_many)
 
-PATHS = {
-    "single": dict(fast=False, foreach=False),
-    "foreach": dict(fast=False, foreach=True),
-    "compiled": dict(fast=True),
-}
-ALL_PATHS = ["single", "foreach", pytest.param("compiled", marks=pytest.mark.skipif(
-    fast_path.strategy_for(torch.device("cpu")) is None, reason="torch.compile unavailable"))]
 # Two matrices share a shape (batched), one is tall (transposed), one wide.
 MATRICES = [(32, 16), (16, 48), (32, 16), (24, 24)]
 # Conv kernels: flattened 8 x 36 and 32 x 8 (tall: the 'original' scale is 2, not kh/kw = 1).
 CONVS = [(8, 4, 3, 3), (32, 2, 2, 2), (8, 4, 3, 3)]
 
-
-@pytest.fixture(autouse=True)
-def _small_tensor_setup(monkeypatch):
-    # Exercise the compiled path on small tensors; one thread (tiny ops, busy CI machines).
-    monkeypatch.setattr(fast_path, "MIN_NUMEL", 16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("compile_small_tensors")
 
 
 def make_problem(shapes, seed=0, steps=20, scale=0.1):

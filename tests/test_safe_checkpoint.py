@@ -13,13 +13,7 @@ from visdet_mmext.engine import UnsafeCheckpointError, safe_checkpoint
 
 safe_checkpoint.install()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _runner(work_dir, **kwargs):

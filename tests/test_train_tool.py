@@ -1,5 +1,4 @@
 """tools/train.py: flags, early config errors, train/resume, SIGKILL + --resume, DDP on CPU."""
-import importlib.util
 import os
 import signal
 import socket
@@ -11,28 +10,15 @@ import uuid
 import pytest
 import torch
 
-from jobs.demo_utils import (ROOT, TRAIN, assert_same_tensors, cli_options, state_of,
+from jobs.demo_utils import (ROOT, TRAIN, load_tool, assert_same_tensors, cli_options, state_of,
                              subprocess_env)
 
 ADAMW = os.path.join(ROOT, "configs", "optimizers", "adamw.py")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("visdet_train_tool", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+train_tool = load_tool(TRAIN, "visdet_train_tool")
 
-
-train_tool = _load_tool()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _options(**kwargs):

@@ -1,6 +1,7 @@
 """Helpers for the demo, config, train-tool and checkpoint tests: tiny versions of the configs."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import os.path as osp
 import uuid
@@ -85,3 +86,11 @@ def assert_same_tensors(a, b, where: str = "") -> None:
             assert_same_tensors(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def load_tool(path: str, name: str):
+    """Import a script under tools/ as a module, to call its functions directly."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
