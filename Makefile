@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(PY) tools/train.py configs/demo/demo_muon.py
 
 test: $(STAMP)
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=20
 
 list: $(STAMP)
 	$(PY) -m visdet_mmext list

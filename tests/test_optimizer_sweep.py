@@ -2,7 +2,8 @@
 
 For each name: it trains the toy problem through ``model.train_step`` (mmengine's real
 training step) by a tuned margin, and its state_dict round-trips: save after k steps,
-load into a freshly built optimizer, continue, and match an uninterrupted run exactly.
+load into a freshly built optimizer, continue, and match an uninterrupted run exactly (DeepSpeed's
+C++ optimizers to 1e-6: they keep beta**step as a running product, rebuilt by a power on load).
 """
 import copy
 import io
@@ -75,5 +76,7 @@ def test_state_dict_round_trip(name):
     resumed.load_state_dict(saved_optimizer)
     for _ in range(5):
         resumed_model.train_step(data, resumed)
+    spec = CATALOG_BY_NAME.get(name)
+    atol = 1e-6 if spec is not None and spec.provider == "deepspeed" else 0
     for expected, actual in zip(uninterrupted, resumed_model.parameters()):
-        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+        torch.testing.assert_close(actual, expected, rtol=0, atol=atol)
