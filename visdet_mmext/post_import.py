@@ -14,6 +14,7 @@ A callback that raises is logged and does not break the host import.
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import logging
 import sys
@@ -105,3 +106,17 @@ def pending() -> list[str]:
     """Module names whose fixes still wait for their import (for tests and reports)."""
     with _lock:
         return sorted(_pending)
+
+
+def wrap_once(owner, name: str, make_wrapper: Callable):
+    """Replace ``owner.<name>`` by ``make_wrapper(original)`` unless this package already did.
+
+    Returns the original, or None when it was wrapped before (fixes may be applied twice).
+    """
+    original = getattr(owner, name)
+    if getattr(original, "_visdet_mmext_wrapped", False):
+        return None
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    wrapper._visdet_mmext_wrapped = True
+    setattr(owner, name, wrapper)
+    return original

@@ -10,10 +10,11 @@ Where ``/proc`` is missing (not Linux) nothing is removed; the warning names the
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
+
+from ..post_import import wrap_once
 
 logger = logging.getLogger("visdet_mmext")
 
@@ -68,16 +69,12 @@ def clear_stale_build_lock(op_name: str) -> bool:
 
 
 def guard_jit_builds(module) -> None:
-    """Wrap ``OpBuilder.jit_load`` of ``deepspeed.ops.op_builder.builder`` (post-import fix)."""
-    builder = module.OpBuilder
-    original = builder.jit_load
-    if getattr(original, "_visdet_mmext_lock_guard", False):
-        return
+    """Clear a stale lock before every ``OpBuilder.jit_load`` (post-import fix of
+    ``deepspeed.ops.op_builder.builder``)."""
+    def make_wrapper(jit_load):
+        def jit_load_without_stale_lock(self, *args, **kwargs):
+            clear_stale_build_lock(self.name)
+            return jit_load(self, *args, **kwargs)
+        return jit_load_without_stale_lock
 
-    @functools.wraps(original)
-    def jit_load(self, *args, **kwargs):
-        clear_stale_build_lock(self.name)
-        return original(self, *args, **kwargs)
-
-    jit_load._visdet_mmext_lock_guard = True
-    builder.jit_load = jit_load
+    wrap_once(module.OpBuilder, "jit_load", make_wrapper)

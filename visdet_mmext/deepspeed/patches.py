@@ -15,8 +15,9 @@
 """
 from __future__ import annotations
 
-import functools
 import logging
+
+from ..post_import import wrap_once
 
 logger = logging.getLogger("visdet_mmext")
 
@@ -70,19 +71,14 @@ def fix_mmengine_deepspeed(module) -> None:
 
 def fix_flexible_runner(module) -> None:
     """``env_cfg=None`` (a config without ``env_cfg``) means mmengine's default."""
-    runner = module.FlexibleRunner
-    original = runner.build_strategy
-    if getattr(original, "_visdet_mmext_env_cfg", False):
-        return
+    def make_wrapper(build_strategy):
+        def build_strategy_with_default_env(self, *args, **kwargs):
+            if len(args) < 4 and kwargs.get("env_cfg", DEFAULT_ENV_CFG) is None:
+                kwargs["env_cfg"] = {"dist_cfg": dict(DEFAULT_ENV_CFG["dist_cfg"])}
+            return build_strategy(self, *args, **kwargs)
+        return build_strategy_with_default_env
 
-    @functools.wraps(original)
-    def build_strategy(self, *args, **kwargs):
-        if len(args) < 4 and kwargs.get("env_cfg", DEFAULT_ENV_CFG) is None:
-            kwargs["env_cfg"] = {"dist_cfg": dict(DEFAULT_ENV_CFG["dist_cfg"])}
-        return original(self, *args, **kwargs)
-
-    build_strategy._visdet_mmext_env_cfg = True
-    runner.build_strategy = build_strategy
+    wrap_once(module.FlexibleRunner, "build_strategy", make_wrapper)
 
 
 def fix_deepspeed_muon_kernels() -> bool:
@@ -97,21 +93,19 @@ def fix_deepspeed_muon_kernels() -> bool:
     """
     from deepspeed.runtime.zero.muon import muon_optimizer, original_muon
 
-    original = original_muon.muon_update
-    if getattr(original, "_visdet_mmext_matrix_view", False):
+    def make_wrapper(muon_update):
+        def muon_update_on_matrices(grad, momentum, *args, **kwargs):
+            plain = not kwargs.get("is_expert_group") and kwargs.get("num_heads") is None
+            if plain and grad.ndim > 2 and grad.is_contiguous() and momentum.is_contiguous():
+                rows = grad.shape[0]
+                update = muon_update(grad.view(rows, -1), momentum.view(rows, -1), *args, **kwargs)
+                return update.reshape(grad.shape)
+            return muon_update(grad, momentum, *args, **kwargs)
+        return muon_update_on_matrices
+
+    original = wrap_once(original_muon, "muon_update", make_wrapper)
+    if original is None:
         return False
-
-    @functools.wraps(original)
-    def muon_update(grad, momentum, *args, **kwargs):
-        plain = not kwargs.get("is_expert_group") and kwargs.get("num_heads") is None
-        if plain and grad.ndim > 2 and grad.is_contiguous() and momentum.is_contiguous():
-            rows = grad.shape[0]
-            update = original(grad.view(rows, -1), momentum.view(rows, -1), *args, **kwargs)
-            return update.reshape(grad.shape)
-        return original(grad, momentum, *args, **kwargs)
-
-    muon_update._visdet_mmext_matrix_view = True
-    original_muon.muon_update = muon_update
-    if getattr(muon_optimizer, "muon_update", None) is original:
-        muon_optimizer.muon_update = muon_update
+    if getattr(muon_optimizer, "muon_update", None) is original:  # imported by name there
+        muon_optimizer.muon_update = original_muon.muon_update
     return True
