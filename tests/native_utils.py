@@ -20,3 +20,37 @@ def make_problem(seed=0, steps=20, shapes=SHAPES):
     init = [torch.randn(s, generator=gen) for s in shapes]
     grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(steps)]
     return init, grads
+
+
+def toy_regression(kind, conv_model=None, conv_batch=16):
+    """(model, x, y): an MLP ("mlp") or a conv + BatchNorm net ("conv_bn") to regress."""
+    from torch import nn
+    torch.manual_seed(0)
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+        x = torch.randn(64, 8)
+        return model, x, x[:, :1] * 2 - x[:, 1:2]
+    model = conv_model or nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1))
+    x = torch.randn(conv_batch, 3, 8, 8)
+    return model, x, x.mean(dim=(1, 2, 3)).unsqueeze(1) * 3
+
+
+def regression_losses(model, x, y, optimizer, steps=60):
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def assert_sparse_gradients_refused(optimizer_cls):
+    emb = torch.nn.Embedding(5, 3, sparse=True)
+    optimizer = optimizer_cls(emb.parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        optimizer.step()

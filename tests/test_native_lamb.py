@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import PATHS, ALL_PATHS, make_problem
+from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, make_problem,
+                          regression_losses, toy_regression)
 from visdet_mmext.optim.lamb import LAMB
 
 pytestmark = pytest.mark.usefixtures("compile_small_tensors")
@@ -207,34 +208,14 @@ def test_closure_sparse_and_validation():
         return loss
 
     assert opt.step(closure).item() == pytest.approx(4.0)
-    emb = nn.Embedding(5, 3, sparse=True)
-    opt = LAMB(emb.parameters())
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse"):
-        opt.step()
+    assert_sparse_gradients_refused(LAMB)
     with pytest.raises(ValueError):
         LAMB([p], betas=(0.9, 1.0))
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv_bn"])
 def test_trains_toy_models(kind):
-    torch.manual_seed(0)
-    if kind == "mlp":
-        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
-        x = torch.randn(64, 8)
-        y = x[:, :1] * 2 - x[:, 1:2]
-    else:
-        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1),
-                              nn.Flatten(), nn.Linear(8, 1))
-        x = torch.randn(16, 3, 8, 8)
-        y = x.mean(dim=(1, 2, 3)).unsqueeze(1) * 3
+    model, x, y = toy_regression(kind)
     opt = LAMB(model.parameters(), lr=2e-2, weight_decay=0.01)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = regression_losses(model, x, y, opt)
     assert losses[-1] < 0.5 * losses[0]

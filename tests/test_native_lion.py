@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import PATHS, make_problem, needs_compile
+from native_utils import (PATHS, assert_sparse_gradients_refused, make_problem, needs_compile,
+                          regression_losses, toy_regression)
 from visdet_mmext.optim import fast_path
 from visdet_mmext.optim.lion import Lion
 
@@ -161,36 +162,14 @@ def test_closure_sparse_and_no_grad():
         return loss
 
     assert opt.step(closure).item() == pytest.approx(4.0)
-    emb = nn.Embedding(5, 3, sparse=True)
-    opt = Lion(emb.parameters())
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse"):
-        opt.step()
+    assert_sparse_gradients_refused(Lion)
 
 
-def toy_models():
-    torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
-    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 1))
-    x_mlp = torch.randn(64, 8)
-    x_conv = torch.randn(16, 3, 8, 8)
-    return [(mlp, x_mlp, x_mlp[:, :1] * 2 - x_mlp[:, 1:2]),
-            (conv, x_conv, x_conv.mean(dim=(1, 2, 3)).unsqueeze(1) * 3)]
-
-
-@pytest.mark.parametrize("index", [0, 1], ids=["mlp", "conv_bn"])
-def test_trains_toy_models(index):
-    model, x, y = toy_models()[index]
+@pytest.mark.parametrize("kind", ["mlp", "conv_bn"])
+def test_trains_toy_models(kind):
+    model, x, y = toy_regression(kind)
     opt = Lion(model.parameters(), lr=3e-3, weight_decay=0.01)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = regression_losses(model, x, y, opt)
     assert losses[-1] < 0.5 * losses[0]
 
 

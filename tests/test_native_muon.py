@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import PATHS, ALL_PATHS
+from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, regression_losses,
+                          toy_regression)
 from visdet_mmext.optim.muon import Muon, lr_scale, matrix_shape
 from visdet_mmext.optim.newton_schulz import (NS_COEFFICIENTS, orthogonalize,
                                               orthogonalize_many)
@@ -192,11 +193,7 @@ def test_errors():
         Muon([dict(params=[("bias", b)], use_muon=True)])
     with pytest.raises(ValueError, match="original.*match_rms_adamw"):
         Muon([nn.Parameter(torch.zeros(3, 3))], adjust_lr="spectral")
-    emb = nn.Embedding(5, 3, sparse=True)
-    opt = Muon(emb.parameters())
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse"):
-        opt.step()
+    assert_sparse_gradients_refused(Muon)
 
 
 def test_closure_and_missing_grads():
@@ -327,21 +324,7 @@ def test_mmengine_schedulers_keep_group_ratios_and_schedule_momentum():
 
 @pytest.mark.parametrize("kind", ["mlp", "conv_bn"])
 def test_trains_toy_models(kind):
-    torch.manual_seed(0)
-    if kind == "mlp":
-        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
-        x = torch.randn(64, 8)
-        y = x[:, :1] * 2 - x[:, 1:2]
-    else:
-        model = conv_net()
-        x = torch.randn(32, 3, 8, 8)
-        y = x.mean(dim=(1, 2, 3)).unsqueeze(1) * 3
+    model, x, y = toy_regression(kind, conv_model=conv_net(), conv_batch=32)
     opt = Muon(model.parameters(), lr=0.02)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = regression_losses(model, x, y, opt)
     assert losses[-1] < 0.5 * losses[0]
