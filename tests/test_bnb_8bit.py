@@ -24,3 +24,13 @@ def test_large_tensor_state_is_uint8_small_stays_fp32(name):
     assert big["state1"].dtype == torch.uint8  # 1 byte per element ...
     assert big["absmax1"].shape[-1] == 8192 // 256  # ... plus one fp32 scale per 256-element block
     assert small["state1"].dtype == torch.float32  # under min_8bit_size=4096
+
+
+@pytest.mark.parametrize("name", ["AdEMAMix32bit", "PagedAdEMAMix32bit"])
+def test_cuda_only_kernels_are_reported_and_refused_before_training(name):
+    from visdet_mmext.optim import OptimizerConfigError
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the kernel runs")
+    assert visdet_mmext.REPORT.availability(name).status == "needs CUDA"
+    with pytest.raises(OptimizerConfigError, match=f"{name}.*needs CUDA"):
+        build_optim_wrapper(nn.Linear(4, 2), dict(optimizer=dict(type=name, lr=1e-3)))
