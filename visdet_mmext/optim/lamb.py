@@ -121,11 +121,7 @@ class LAMB(Optimizer):
                 if p.grad is None:
                     continue
                 grad = fast_path.check_grad("LAMB", p)
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state = adam_state(self.state[p], p)
                 steps.append(state["step"])
                 works.append([(p, grad, state["exp_avg"], state["exp_avg_sq"]), None])
             if steps:
@@ -135,6 +131,15 @@ class LAMB(Optimizer):
                     + (adapt,)
         fast_path.run(_KERNEL, _lamb_foreach, [tuple(w) for w in works], self.fast, self.foreach)
         return loss
+
+
+def adam_state(state: dict, p: Tensor) -> dict:
+    """``state`` with Adam's step and moments, created on first use (torch's layout)."""
+    if not state:
+        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state
 
 
 def bias_corrections(step: Tensor, beta1: float, beta2: float, enabled: bool) -> tuple:

@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import fast_path
-from .lamb import bias_corrections
+from .lamb import adam_state, bias_corrections
 from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
 
 ADJUST_LR = ("original", "match_rms_adamw")
@@ -208,11 +208,7 @@ class Muon(Optimizer):
             if p.grad is None:
                 continue
             grad = fast_path.check_grad("Muon (AdamW side)", p)
-            state = self.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state = adam_state(self.state[p], p)
             state["step"] += 1
             hp = base + bias_corrections(state["step"], beta1, beta2, True)
             works.append(((p, grad, state["exp_avg"], state["exp_avg_sq"]), hp))
