@@ -54,3 +54,28 @@ def assert_sparse_gradients_refused(optimizer_cls):
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(RuntimeError, match="sparse"):
         optimizer.step()
+
+
+def fresh(init):
+    return [torch.nn.Parameter(t.clone()) for t in init]
+
+
+def run(opt, params, grads):
+    """Step ``opt`` once per entry of ``grads`` (a None gradient leaves that parameter out)."""
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else g.clone()
+        opt.step()
+    return params
+
+
+def assert_closure_loss_returned(optimizer, p):
+    """``step(closure)`` evaluates the closure with gradients on and returns its loss."""
+    def closure():
+        optimizer.zero_grad()
+        loss = (p ** 2).sum()
+        loss.backward()
+        return loss
+
+    expected = float((p.detach() ** 2).sum())  # the loss before the step changes p
+    assert optimizer.step(closure).item() == pytest.approx(expected)

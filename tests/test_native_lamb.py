@@ -7,23 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, make_problem,
-                          regression_losses, toy_regression)
+from native_utils import (PATHS, ALL_PATHS, assert_closure_loss_returned,
+                          assert_sparse_gradients_refused, fresh, make_problem, regression_losses,
+                          run, toy_regression)
 from visdet_mmext.optim.lamb import LAMB
 
 pytestmark = pytest.mark.usefixtures("compile_small_tensors")
-
-
-def run(opt, params, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = None if g is None else g.clone()
-        opt.step()
-    return params
-
-
-def fresh(init):
-    return [nn.Parameter(t.clone()) for t in init]
 
 
 def reference_lamb(init, grads, lr, betas, eps, wd, adapt=True, bias_correction=True):
@@ -200,14 +189,7 @@ def test_closure_sparse_and_validation():
     p = nn.Parameter(torch.ones(4))
     opt = LAMB([p], lr=0.1)
     assert opt.defaults["eps"] == 1e-6 and opt.defaults["adapt"] is True
-
-    def closure():
-        opt.zero_grad()
-        loss = (p ** 2).sum()
-        loss.backward()
-        return loss
-
-    assert opt.step(closure).item() == pytest.approx(4.0)
+    assert_closure_loss_returned(opt, p)
     assert_sparse_gradients_refused(LAMB)
     with pytest.raises(ValueError):
         LAMB([p], betas=(0.9, 1.0))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import (PATHS, assert_sparse_gradients_refused, make_problem, needs_compile,
-                          regression_losses, toy_regression)
+from native_utils import (PATHS, assert_closure_loss_returned, assert_sparse_gradients_refused,
+                          make_problem, needs_compile, regression_losses, toy_regression)
 from visdet_mmext.optim import fast_path
 from visdet_mmext.optim.lion import Lion
 
@@ -154,14 +154,7 @@ def test_closure_sparse_and_no_grad():
     opt = Lion([p], lr=0.1)
     assert opt.step() is None  # no gradient: nothing happens
     torch.testing.assert_close(p.detach(), torch.ones(4))
-
-    def closure():
-        opt.zero_grad()
-        loss = (p ** 2).sum()
-        loss.backward()
-        return loss
-
-    assert opt.step(closure).item() == pytest.approx(4.0)
+    assert_closure_loss_returned(opt, p)
     assert_sparse_gradients_refused(Lion)
 
 

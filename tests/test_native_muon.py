@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, regression_losses,
-                          toy_regression)
+from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, fresh,
+                          regression_losses, run, toy_regression)
 from visdet_mmext.optim.muon import Muon, lr_scale, matrix_shape
 from visdet_mmext.optim.newton_schulz import (NS_COEFFICIENTS, orthogonalize,
                                               orthogonalize_many)
@@ -27,18 +27,6 @@ def make_problem(shapes, seed=0, steps=20, scale=0.1):
     init = [torch.randn(s, generator=gen) * scale for s in shapes]
     grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(steps)]
     return init, grads
-
-
-def fresh(init):
-    return [nn.Parameter(t.clone()) for t in init]
-
-
-def run(opt, params, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = None if g is None else g.clone()
-        opt.step()
-    return params
 
 
 def max_rel_err(actual, expected):

@@ -43,15 +43,22 @@ def _lamb_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) 
     p.sub_(update * (ratio * lr))
 
 
-def _lamb_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
-    params, grads, exp_avgs, exp_avg_sqs = lists
-    lr, weight_decay, beta1, beta2, eps, bc1, bc2_sqrt, adapt = hp
+def adam_moments_foreach(grads, exp_avgs, exp_avg_sqs, beta1: float, beta2: float, eps: float,
+                         bc2_sqrt: float) -> list[Tensor]:
+    """Update Adam's moments in place; return the denominators ``sqrt(v) / bc2_sqrt + eps``."""
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
     denom = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_div_(denom, bc2_sqrt)
     torch._foreach_add_(denom, eps)
+    return denom
+
+
+def _lamb_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
+    params, grads, exp_avgs, exp_avg_sqs = lists
+    lr, weight_decay, beta1, beta2, eps, bc1, bc2_sqrt, adapt = hp
+    denom = adam_moments_foreach(grads, exp_avgs, exp_avg_sqs, beta1, beta2, eps, bc2_sqrt)
     updates = torch._foreach_div(exp_avgs, denom)
     del denom
     torch._foreach_div_(updates, bc1)

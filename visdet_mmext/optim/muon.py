@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import fast_path
-from .lamb import adam_state, bias_corrections
+from .lamb import adam_moments_foreach, adam_state, bias_corrections
 from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
 
 ADJUST_LR = ("original", "match_rms_adamw")
@@ -78,12 +78,7 @@ def _adamw_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
     lr, weight_decay, beta1, beta2, eps, bc1, bc2_sqrt = hp
     if weight_decay != 0:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, bc2_sqrt)
-    torch._foreach_add_(denom, eps)
+    denom = adam_moments_foreach(grads, exp_avgs, exp_avg_sqs, beta1, beta2, eps, bc2_sqrt)
     torch._foreach_addcdiv_(params, exp_avgs, denom, value=-lr / bc1)
 
 
