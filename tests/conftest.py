@@ -3,8 +3,9 @@ import sys
 
 import pytest
 
-TESTS = os.path.dirname(__file__)
-sys.path.insert(0, TESTS)  # tests import their helpers (toy, routing_models, ...) by name
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# tests import their helpers (toy, routing_models, ...) and job hooks (slow_hook) by name
+sys.path[:0] = [os.path.join(TESTS, "helpers"), os.path.join(TESTS, "jobs")]
 os.environ.setdefault("TORCH_EXTENSIONS_DIR",
                       os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
 
@@ -29,5 +30,5 @@ def one_thread():
 @pytest.fixture
 def compile_small_tensors(monkeypatch, one_thread):
     """The compiled path normally skips tensors this small; the native tests want it exercised."""
-    from visdet_mmext.optim import fast_path
-    monkeypatch.setattr(fast_path, "MIN_NUMEL", 16)
+    from visdet_mmext.algorithms import dispatch
+    monkeypatch.setattr(dispatch, "MIN_NUMEL", 16)

@@ -41,9 +41,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visdet_mmext.optim.lamb import LAMB  # noqa: E402
-from visdet_mmext.optim.lion import Lion  # noqa: E402
-from visdet_mmext.optim.muon import Muon, matrix_shape  # noqa: E402
+from visdet_mmext.algorithms.lamb import LAMB  # noqa: E402
+from visdet_mmext.algorithms.lion import Lion  # noqa: E402
+from visdet_mmext.algorithms.muon import Muon, matrix_shape  # noqa: E402
 
 # Bytes per parameter an ideal single-pass kernel moves (fp32): reads p, g and the states, writes
 # p and the states.

@@ -4,17 +4,17 @@
 
 tests/test_readme.py checks that the README lists every catalog name with these columns.
 """
-from visdet_mmext.optim.catalog import CATALOG, INSTALL_HINTS
+from visdet_mmext.catalog import CATALOG, INSTALL_HINTS
 
 
 def rows() -> list[str]:
     lines = ["| name | class | extra | runs on | notes |", "|---|---|---|---|---|"]
-    for spec in CATALOG:
+    for spec in CATALOG.values():
         extra = f"`{spec.extra}`" if spec.extra else "core"
         removed = f" (removed in {spec.removed_in})" if spec.removed_in else ""
         notes = "; ".join(part for part in (spec.doc, spec.notes) if part)
         lines.append(f"| `{spec.name}` | `{spec.target.replace(':', '.')}` | {extra} | "
-                     f"{spec.devices}{removed} | {notes} |")
+                     f"{', '.join(spec.devices)}{removed} | {notes} |")
     return lines
 
 

@@ -88,14 +88,14 @@ def known_configs() -> dict[str, str]:
 def resolve_item(item: str, configs: dict[str, str]):
     """(label, Config) for a config path or an optimizer name."""
     from mmengine.config import Config
-    from visdet_mmext.optim import CATALOG_BY_NAME
+    from visdet_mmext.catalog import CATALOG
     if item.endswith(".py") or osp.isfile(item):
         cfg = Config.fromfile(item)
         return optimizer_type(cfg), cfg
     if item in configs:
         return item, Config.fromfile(configs[item])
-    spec = CATALOG_BY_NAME.get(item)
-    settings = spec.example if spec is not None else {"lr": 1e-3}
+    spec = CATALOG.get(item)
+    settings = dict(spec.example) if spec is not None else {"lr": 1e-3}
     cfg = Config.fromfile(BASE_CONFIG)
     cfg.merge_from_dict(Config.fromfile(SCHEDULE).to_dict())
     cfg.optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type=item, **settings))
@@ -394,10 +394,8 @@ def main(argv=None) -> int:
 
     import visdet_mmext
     import visdet_mmext.demo  # noqa: F401
-    from visdet_mmext.engine import safe_checkpoint
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
-    safe_checkpoint.install()
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = known_configs()

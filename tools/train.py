@@ -16,7 +16,6 @@ import os
 import os.path as osp
 import re
 import sys
-import zipfile
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
@@ -67,34 +66,56 @@ def merge_args(cfg, args):
             cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if args.resume == "auto":
         cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
-        if cfg.load_from:
-            print(f"Resuming from {cfg.load_from} (latest complete checkpoint in the work dir)",
-                  flush=True)
+        cfg.load_from = resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
+        from visdet_mmext.errors import CheckpointError, CorruptCheckpointError
+        if not osp.exists(args.resume):
+            raise CheckpointError(f"--resume {args.resume}: no such file or directory.")
+        problem = checkpoint_problem(args.resume)
+        if problem:
+            raise CorruptCheckpointError(f"--resume {args.resume}: {problem}. Nothing was loaded; "
+                                         "pass another checkpoint, or --resume without a path to "
+                                         "take the newest intact one in the work dir.")
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
-def _complete(path: str) -> bool:
-    """A checkpoint file that was written to the end (torch's zip format ends with its index)."""
-    if not osp.isfile(path) or osp.getsize(path) == 0:
-        return False
-    with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"
-    return zipfile.is_zipfile(path) if is_zip else True  # legacy pickle files: trust the loader
+def resume_checkpoint(work_dir: str) -> str | None:
+    """``--resume`` without a path: the newest intact checkpoint, saying what was skipped."""
+    from visdet_mmext.errors import CorruptCheckpointError
+    path, skipped = find_resume_checkpoint(work_dir)
+    for line in skipped:
+        print(f"Skipped damaged checkpoint {line}", file=sys.stderr, flush=True)
+    if path is None and skipped:
+        raise CorruptCheckpointError(
+            f"--resume: no intact checkpoint in {work_dir} ({len(skipped)} damaged, listed above). "
+            "Nothing was loaded; train without --resume to start over, or resume from a copy.")
+    if path is None:
+        print(f"--resume: no checkpoint in {work_dir} yet; training from the start.", flush=True)
+    else:
+        print(f"Resuming from {path} (newest intact checkpoint in the work dir)", flush=True)
+    return path
 
 
-def find_resume_checkpoint(work_dir: str) -> str | None:
-    """The newest complete checkpoint in ``work_dir``, or None.
+def checkpoint_problem(path: str) -> str | None:
+    """Why a checkpoint (a file, or a DeepSpeed checkpoint directory) is unusable, or None."""
+    from visdet_mmext.checkpoint import integrity
+    if osp.isdir(path):
+        return integrity.directory_problem(path)
+    return integrity.problem(path)
 
-    mmengine reads ``last_checkpoint``; a run killed while saving can leave that file empty,
-    or a newer ``iter_N.pth`` that is complete but not yet recorded, or a truncated one.
-    Numbered checkpoints are tried newest first, with ``last_checkpoint``'s target among them.
+
+def find_resume_checkpoint(work_dir: str) -> tuple[str | None, list[str]]:
+    """The newest intact checkpoint in ``work_dir`` (or None), and what was skipped and why.
+
+    mmengine reads ``last_checkpoint``; a run killed while saving can leave that file empty, or a
+    newer ``iter_N.pth`` that is complete but not yet recorded, or a truncated one; a disk can
+    flip bits. Numbered checkpoints (files, or DeepSpeed directories) are tried newest first,
+    with ``last_checkpoint``'s target among them, and each is verified (``checkpoint_problem``).
     """
     if not osp.isdir(work_dir):
-        return None
+        return None, []
     numbered = []
     for name in os.listdir(work_dir):
         match = re.fullmatch(r"(iter|epoch)_(\d+)\.pth", name)
@@ -107,7 +128,13 @@ def find_resume_checkpoint(work_dir: str) -> str | None:
             last = f.read().strip()
         if last and osp.abspath(last) not in map(osp.abspath, candidates):
             candidates.insert(0, last)
-    return next((path for path in candidates if _complete(path)), None)
+    skipped = []
+    for path in candidates:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append(f"{path}: {problem}")
+    return None, skipped
 
 
 def _has_accelerator() -> bool:
@@ -200,29 +227,22 @@ def main(argv=None) -> int:
     import visdet_mmext  # noqa: F401  (loads every optimizer provider through entry points)
     import visdet_mmext.demo  # noqa: F401  (the embedded demo dataset, models and metric)
     from mmengine.config import Config
-    from visdet_mmext.engine import UnsafeCheckpointError, safe_checkpoint
-    from visdet_mmext.optim import OptimizerConfigError, check_optim_wrapper_cfg
+    from visdet_mmext.errors import VisdetError
+    from visdet_mmext.optim import check_optim_wrapper_cfg
 
-    safe_checkpoint.install()
     if args.amp and not _has_accelerator():
         print("--amp needs a GPU (mmengine's AmpOptimWrapper asserts one); this torch sees none. "
               "Train without --amp on CPU.", file=sys.stderr)
         return 2
-    cfg = merge_args(Config.fromfile(args.config), args)
     try:
+        cfg = merge_args(Config.fromfile(args.config), args)
         if cfg.get("optim_wrapper") is not None:
-            check_optim_wrapper_cfg(cfg.optim_wrapper)
-    except OptimizerConfigError as error:
-        print(f"{args.config}: {error}", file=sys.stderr)
-        return 2
-
-    setup_cpu_distributed(cfg)
-    runner = build_runner(cfg)
-    try:
+            check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
+        setup_cpu_distributed(cfg)
+        runner = build_runner(cfg)
         runner.train()
-    except (OptimizerConfigError, UnsafeCheckpointError) as error:
-        runner.logger.error(str(error))
-        print(f"\n{type(error).__name__}: {error}", file=sys.stderr)
+    except VisdetError as error:
+        print(f"\n{args.config}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 2
     if runner.rank == 0:
         print(report(runner), flush=True)

@@ -1,16 +1,18 @@
 """visdet-mmext: every documented optimizer for MMEngine under fixed names.
 
-Importing the package runs every optimizer provider once (see ``visdet_mmext.optim.loader``)
-and installs the checked optimizer-wrapper constructor.
+Importing the package registers every provider's optimizers (``registry``), the package's
+constructors and wrappers (``optim``), and schedules its fixes of mmengine and DeepSpeed
+(``compat``), which wait for their modules to be imported.
 """
-from .deepspeed import install as _install_deepspeed_support
-from .engine import safe_checkpoint as _safe_checkpoint
-from .optim import OPTIMIZERS, OptimizerConfigError, load_providers
+from . import compat
+from .errors import OptimizerConfigError, VisdetError
+from .optim import OPTIMIZERS
+from .registry import load_providers
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 REPORT = load_providers()
-_install_deepspeed_support()
-_safe_checkpoint.install_when_imported()  # weights-only checkpoint loading for mmengine
+compat.install()
 
-__all__ = ["OPTIMIZERS", "OptimizerConfigError", "REPORT", "load_providers", "__version__"]
+__all__ = ["OPTIMIZERS", "OptimizerConfigError", "REPORT", "VisdetError", "load_providers",
+           "__version__"]

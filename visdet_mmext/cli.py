@@ -6,20 +6,20 @@ import contextlib
 import json
 import sys
 
-from .optim.availability import Availability
-from .optim.catalog import CATALOG, CATALOG_BY_NAME
+from .catalog import CATALOG
+from .registry.availability import Availability
 
 
 def _rows(report, registry) -> list[dict]:
-    from .optim.probe import resolve_lazy
+    from .registry.probe import resolve_lazy
     rows = []
-    for spec in CATALOG:
+    for spec in CATALOG.values():
         info = report.availability(spec.name) or Availability("unknown")
         info = resolve_lazy(spec.name, info, registry.module_dict.get(spec.name))
         rows.append(dict(name=spec.name, status=info.status, reason=info.reason,
                          resolves_to=info.resolved, provider=spec.provider, extra=spec.extra or "",
-                         devices=spec.devices, install=spec.install_hint, doc=spec.doc))
-    for name in sorted(set(registry.module_dict) - set(CATALOG_BY_NAME)):
+                         devices=", ".join(spec.devices), install=spec.install_hint, doc=spec.doc))
+    for name in sorted(set(registry.module_dict) - set(CATALOG)):
         info = report.availability(name)
         obj = registry.module_dict[name]
         rows.append(dict(name=name, status=info.status if info else "registered by mmengine",
@@ -45,6 +45,8 @@ def _print_table(rows: list[dict]) -> None:
 
 def command_list(args) -> int:
     import visdet_mmext
+
+    from . import compat
     from .optim import OPTIMIZERS
     # Resolving DeepSpeed's names imports it, and it logs to stdout: keep stdout for the table.
     with contextlib.redirect_stdout(sys.stderr):
@@ -53,7 +55,7 @@ def command_list(args) -> int:
         json.dump(dict(optimizers=rows, providers={name: dict(value=p.value, distribution=p.distribution,
                                                               error=p.error, registered=p.registered)
                                                    for name, p in visdet_mmext.REPORT.providers.items()},
-                       notes=visdet_mmext.REPORT.notes), sys.stdout, indent=2)
+                       patches=compat.report(), notes=visdet_mmext.REPORT.notes), sys.stdout, indent=2)
         print()
     else:
         _print_table(rows)
@@ -67,7 +69,7 @@ def command_list(args) -> int:
 
 def command_check(args) -> int:
     import visdet_mmext
-    from .optim.probe import take_one_step
+    from .registry.probe import take_one_step
     names = args.names or visdet_mmext.REPORT.usable_names()
     failures = 0
     for index, name in enumerate(names, 1):

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import copy
 
-from ..optim.validation import OptimizerConfigError
+from ..errors import DeepSpeedConfigError
 
 #: DeepSpeed's top-level switches for client optimizers (not in its documented config pages).
 FORCE_DS_CPU_OPTIMIZER = "zero_force_ds_cpu_optimizer"
 ALLOW_UNTESTED_OPTIMIZER = "zero_allow_untested_optimizer"
 OFFLOAD_DEVICES = ("cpu", "nvme")
-
-
-class DeepSpeedConfigError(OptimizerConfigError):
-    """The DeepSpeed part of the strategy config cannot work as written."""
 
 
 def zero_config(config: dict) -> dict:

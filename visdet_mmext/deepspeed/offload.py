@@ -12,18 +12,14 @@ Under ZeRO every param group becomes one flat 1-D partition per rank: group sett
 betas, eps, weight decay, ``paramwise_cfg`` multipliers) survive, per-parameter behaviour
 does not.
 
-``plan_optimizer`` reads the built optimizer (class, defaults, param groups) and the DeepSpeed
-config, and returns a :class:`DeepSpeedOptimizerPlan`:
-
-* ``AdamW``/``Adam``/``FusedAdam`` under offload -> client ``DeepSpeedCPUAdam`` (``adamw_mode``
-  from decoupled weight decay), every group's lr/betas/eps/weight_decay kept;
-* ``Lion`` (this package's, or lion-pytorch's) under offload -> client ``DeepSpeedCPULion``;
-* ``Adagrad`` under offload -> DeepSpeed's config path (``"optimizer": {"type": "Adagrad"}``),
-  which builds ``DeepSpeedCPUAdagrad`` (a client one is rejected by gate 1);
-* this package's hybrid ``Muon`` at ZeRO >= 1 -> DeepSpeed's own Muon (config path), with the
-  parameters tagged by our routing rather than DeepSpeed's name rule;
-* anything else under offload -> refused with the fix named, unless the run opts in
-  (``allow_untested_optimizer=True``), which sets DeepSpeed's two escape hatches and warns.
+``plan_optimizer`` reads the built optimizer (its catalog row, defaults and param groups) and the
+DeepSpeed config, and returns a :class:`DeepSpeedOptimizerPlan`. By the row's ``zero_as``:
+Adam-like -> client ``DeepSpeedCPUAdam`` under offload (``adamw_mode`` from decoupled weight
+decay), Lion -> ``DeepSpeedCPULion``, Adagrad -> DeepSpeed's config-built CPU Adagrad (a client
+one is refused by gate 1), hybrid Muon at ZeRO >= 1 -> DeepSpeed's own Muon with this package's
+routing; every group's settings kept. Anything else under offload is refused with the fix named,
+unless the run opts in (``allow_untested_optimizer=True``: DeepSpeed's two escape hatches, a
+warning).
 
 Nothing here imports DeepSpeed; ``DeepSpeedOptimizerPlan.build_client`` does, when asked.
 """
@@ -34,58 +30,16 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 
-from .config import (ALLOW_UNTESTED_OPTIMIZER, FORCE_DS_CPU_OPTIMIZER, DeepSpeedConfigError,
-                     offload_optimizer_device, offloads_optimizer, zero_config, zero_stage)
+from ..catalog import CATALOG
+from ..catalog.spec import (ZERO_AS_ADAGRAD, ZERO_AS_ADAM, ZERO_AS_LION, ZERO_AS_MUON, ZERO_NATIVE,
+                            OptimizerSpec)
+from ..errors import DeepSpeedConfigError
+from .config import (ALLOW_UNTESTED_OPTIMIZER, FORCE_DS_CPU_OPTIMIZER, offload_optimizer_device,
+                     offloads_optimizer, zero_config, zero_stage)
 
 CPU_ADAM = "deepspeed.ops.adam:DeepSpeedCPUAdam"
 CPU_LION = "deepspeed.ops.lion:DeepSpeedCPULion"
 OPT_IN = "allow_untested_optimizer"
-
-#: Exact types on DeepSpeed 0.19's ZeRO list (``runtime/zero/utils.py``); the strategy passes
-#: DeepSpeed's own check when DeepSpeed is importable.
-ZERO_TESTED = frozenset({
-    "torch.optim.adam.Adam", "torch.optim.adamw.AdamW", "torch.optim.adagrad.Adagrad",
-    "deepspeed.ops.adam.fused_adam.FusedAdam", "deepspeed.ops.adam.cpu_adam.DeepSpeedCPUAdam",
-    "deepspeed.ops.adam.zenflow_cpu_adam.ZenFlowCPUAdam",
-    "deepspeed.ops.adagrad.cpu_adagrad.DeepSpeedCPUAdagrad",
-    "deepspeed.ops.lion.cpu_lion.DeepSpeedCPULion", "deepspeed.ops.lion.fused_lion.FusedLion",
-    "deepspeed.runtime.zero.muon.muon_optimizer.MuonWithAuxAdam",
-})
-#: Classes DeepSpeed's offload gate lets through (isinstance, so subclasses too).
-OFFLOAD_NATIVE = ("DeepSpeedCPUAdam", "DeepSpeedCPULion")
-
-ADAM_FAMILY = frozenset({"torch.optim.adam.Adam", "torch.optim.adamw.AdamW",
-                         "deepspeed.ops.adam.fused_adam.FusedAdam"})
-LION_FAMILY = frozenset({"visdet_mmext.optim.lion.Lion", "lion_pytorch.lion_pytorch.Lion"})
-ADAGRAD_FAMILY = frozenset({"torch.optim.adagrad.Adagrad",
-                            "deepspeed.ops.adagrad.cpu_adagrad.DeepSpeedCPUAdagrad"})
-HYBRID_MUON = frozenset({"visdet_mmext.optim.muon.Muon"})
-
-#: Element-wise update rules: a flat partition gives exactly the per-tensor result, so at
-#: ZeRO >= 1 *without* offload they only need DeepSpeed's "untested" switch.
-ELEMENTWISE = frozenset({
-    "torch.optim.sgd.SGD", "torch.optim.rmsprop.RMSprop", "torch.optim.adamax.Adamax",
-    "torch.optim.nadam.NAdam", "torch.optim.radam.RAdam", "torch.optim.adadelta.Adadelta",
-    "torch.optim.asgd.ASGD", "torch.optim.rprop.Rprop", *LION_FAMILY,
-})
-
-#: Never trainable under ZeRO, opt-in or not: qualified class name -> (reason, fix).
-IMPOSSIBLE = {
-    "torch.optim.Muon": ("updates only 2-D matrices, and ZeRO hands the optimizer flat 1-D "
-                         "partitions (it fails at the first step)",
-                         "use type='Muon' (this package's hybrid Muon, which runs on DeepSpeed's own "
-                         "Muon under ZeRO) or ZeRO stage 0"),
-    "torch.optim._muon.Muon": ("updates only 2-D matrices, and ZeRO hands the optimizer flat 1-D "
-                               "partitions (it fails at the first step)",
-                               "use type='Muon' (this package's hybrid Muon) or ZeRO stage 0"),
-    "torch.optim.lbfgs.LBFGS": ("needs a closure that re-evaluates the loss, which DeepSpeed's engine "
-                                "never passes", "use AdamW, or train without DeepSpeed"),
-    "torch.optim.sparse_adam.SparseAdam": ("steps sparse gradients, and ZeRO reduces dense flat "
-                                           "gradients", "use Adam/AdamW"),
-}
-#: CUDA kernels cannot step the CPU copies that offload keeps.
-CUDA_STEP_ONLY = frozenset({"deepspeed.ops.lamb.fused_lamb.FusedLamb",
-                            "deepspeed.ops.lion.fused_lion.FusedLion"})
 
 #: Implementation switches that do not change the update rule (dropped when mapping).
 IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable",
@@ -194,10 +148,10 @@ def _defaults(optimizer, carried: tuple[str, ...], renamed: dict | None = None) 
     return {renamed.get(k, k): optimizer.defaults[k] for k in carried if k in optimizer.defaults}
 
 
-def _adam(optimizer, plan: DeepSpeedOptimizerPlan) -> None:
+def _adam(optimizer, plan: DeepSpeedOptimizerPlan, spec: OptimizerSpec) -> None:
     source = plan.source
     defaults = optimizer.defaults
-    if source == "deepspeed.ops.adam.fused_adam.FusedAdam":
+    if spec.name == "FusedAdam":
         adamw_mode = bool(getattr(optimizer, "adam_w_mode", True))
     else:
         adamw_mode = bool(defaults.get("decoupled_weight_decay", source.endswith("AdamW")))
@@ -298,25 +252,6 @@ def _muon(optimizer, plan: DeepSpeedOptimizerPlan, param_names: dict | None = No
                       "not used).")
 
 
-#: Per-parameter behaviour that ZeRO's flat partitions change, by class-name fragment.
-PER_PARAMETER_RULES = (
-    (("LAMB", "Lamb", "LARS"), "its trust ratio ||w||/||update|| is computed per flat ZeRO "
-                               "partition (one per param group and rank), not per parameter"),
-    (("Adafactor",), "its factored second moment needs 2-D tensors; on 1-D partitions it keeps "
-                     "full second moments and its RMS scaling spans the whole group"),
-    (("8bit",), "min_8bit_size and per-parameter 32-bit overrides (GlobalOptimManager, "
-                "StableEmbedding) no longer apply: a whole partition is one tensor"),
-    (("DAdapt",), "its step size d is estimated from the parameters it sees, and each rank "
-                  "sees only its partition"),
-    (("Prodigy", "Schedule"), "its per-parameter statistics span the whole flat partition"),
-)
-
-
-def per_parameter_losses(source: str) -> list[str]:
-    name = _short(source)
-    return [reason for fragments, reason in PER_PARAMETER_RULES if any(f in name for f in fragments)]
-
-
 def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int) -> str:
     name = _short(plan.source)
     if offload:
@@ -335,16 +270,19 @@ def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int) -> str:
         f"keep {name} with strategy=dict(type='DeepSpeedStrategy', ..., {OPT_IN}=True).")
 
 
-def plan_optimizer(optimizer, config: dict, *, allow_untested: bool = False,
-                   zero_tested=None, param_names: dict | None = None) -> DeepSpeedOptimizerPlan:
+def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool = False,
+                   param_names: dict | None = None) -> DeepSpeedOptimizerPlan:
     """Decide what ``deepspeed.initialize`` gets for ``optimizer`` under ``config``.
 
-    ``zero_tested(optimizer) -> bool`` is DeepSpeed's exact-type check (the built-in list is
-    used without it); ``param_names`` maps ``id(param)`` to its name, for messages. Raises
-    :class:`DeepSpeedConfigError` naming the fix when the optimizer cannot train this way.
+    What the optimizer can do under ZeRO comes from its catalog row; ``zero_tested(optimizer)``
+    is DeepSpeed's own exact-type check (``is_zero_supported_optimizer``); ``param_names`` maps
+    ``id(param)`` to its name, for messages. Raises :class:`DeepSpeedConfigError` naming the fix
+    when the optimizer cannot train this way.
     """
     config = copy.deepcopy(dict(config))
     source = qualified_name(optimizer)
+    spec = CATALOG.spec_of(optimizer)
+    zero_as = spec.zero_as if spec is not None else None
     plan = DeepSpeedOptimizerPlan("client", config, source)
     name = _short(source)
     stage = zero_stage(config)
@@ -357,26 +295,24 @@ def plan_optimizer(optimizer, config: dict, *, allow_untested: bool = False,
         del config["scheduler"]
         plan.warnings.append("The DeepSpeed config's 'scheduler' block is ignored: use mmengine's "
                              "param_scheduler.")
-    mro = {c.__name__ for c in type(optimizer).__mro__}
     opted_in = allow_untested or config.get(FORCE_DS_CPU_OPTIMIZER) is False or \
         (not offload and config.get(ALLOW_UNTESTED_OPTIMIZER) is True)
-    tested = zero_tested(optimizer) if zero_tested is not None else source in ZERO_TESTED
+    tested = zero_tested(optimizer)
 
-    if source in IMPOSSIBLE and stage >= 1:
-        reason, fix = IMPOSSIBLE[source]
-        raise DeepSpeedConfigError(f"{name} cannot train under ZeRO stage {stage}: it {reason}. "
-                                       f"Fix: {fix}.")
-    if offload and source in CUDA_STEP_ONLY:
+    if spec is not None and spec.zero_impossible is not None and stage >= 1:
+        raise DeepSpeedConfigError(f"{name} cannot train under ZeRO stage {stage}: it "
+                                   f"{spec.zero_impossible.reason}. Fix: {spec.zero_impossible.fix}.")
+    if offload and spec is not None and spec.cuda_only:
         raise DeepSpeedConfigError(
             f"{name} runs CUDA kernels, but ZeRO-Offload steps the optimizer on CPU copies. Fix: "
             "use AdamW/Adam (DeepSpeedCPUAdam) or Lion (DeepSpeedCPULion), or remove "
             "offload_optimizer.")
 
-    if source in HYBRID_MUON and stage >= 1:
+    if zero_as == ZERO_AS_MUON and stage >= 1:
         _muon(optimizer, plan, param_names)
     elif not offload:
         if stage >= 1 and not tested:
-            if source in ELEMENTWISE:
+            if spec is not None and spec.elementwise:
                 config[ALLOW_UNTESTED_OPTIMIZER] = True
                 plan.notes.append(f"{name} updates element by element, so ZeRO's flat partitions give "
                                   f"the same result; set {ALLOW_UNTESTED_OPTIMIZER}=true for it.")
@@ -386,13 +322,13 @@ def plan_optimizer(optimizer, config: dict, *, allow_untested: bool = False,
                                      f"because {OPT_IN} is set.")
             else:
                 raise DeepSpeedConfigError(_refusal(plan, offload, stage))
-    elif mro & set(OFFLOAD_NATIVE):
+    elif zero_as == ZERO_NATIVE:
         pass  # DeepSpeedCPUAdam / DeepSpeedCPULion: what offload wants
-    elif source in ADAM_FAMILY:
-        _adam(optimizer, plan)
-    elif source in LION_FAMILY:
+    elif zero_as == ZERO_AS_ADAM:
+        _adam(optimizer, plan, spec)
+    elif zero_as == ZERO_AS_LION:
         _lion(optimizer, plan)
-    elif source in ADAGRAD_FAMILY:
+    elif zero_as == ZERO_AS_ADAGRAD:
         _adagrad(optimizer, plan)
     elif opted_in:
         config[FORCE_DS_CPU_OPTIMIZER] = False
@@ -407,9 +343,9 @@ def plan_optimizer(optimizer, config: dict, *, allow_untested: bool = False,
     else:
         raise DeepSpeedConfigError(_refusal(plan, offload, stage))
 
-    if plan.kind == "client" and plan.target is None and stage >= 1:
-        for reason in per_parameter_losses(source):
-            plan.warnings.append(f"{name} under ZeRO stage {stage}: {reason}.")
+    if plan.kind == "client" and plan.target is None and stage >= 1 and spec is not None \
+            and spec.zero_loses:
+        plan.warnings.append(f"{name} under ZeRO stage {stage}: {spec.zero_loses}.")
     if plan.target is not None or plan.kind == "config":
         plan.notes.insert(0, f"DeepSpeed optimizer: {plan.summary}.")
     return plan

@@ -37,7 +37,9 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import OPTIM_WRAPPERS
 
-from .config import DeepSpeedConfigError, normalize
+from ..compat.deepspeed_muon import ROUTED
+from ..errors import DeepSpeedConfigError
+from .config import normalize
 from .offload import OPT_IN, plan_optimizer
 
 #: optim_wrapper keys that DeepSpeed takes from the strategy instead (``clip_grad`` and
@@ -155,9 +157,8 @@ class DeepSpeedStrategy(_MMEngineDeepSpeedStrategy):
                                        f"several ({', '.join(wrapper.keys())}).")
         from deepspeed.runtime.zero.utils import is_zero_supported_optimizer
         names = {} if model is None else {id(p): n for n, p in model.named_parameters()}
-        plan = plan_optimizer(wrapper.optimizer, self.config,
-                              allow_untested=self.allow_untested_optimizer,
-                              zero_tested=is_zero_supported_optimizer, param_names=names)
+        plan = plan_optimizer(wrapper.optimizer, self.config, zero_tested=is_zero_supported_optimizer,
+                              allow_untested=self.allow_untested_optimizer, param_names=names)
         for note in plan.notes:
             _log(note)
         for warning in plan.warnings:
@@ -228,38 +229,10 @@ class DeepSpeedStrategy(_MMEngineDeepSpeedStrategy):
         if not hasattr(self, "optim_wrapper") or plan is None or plan.kind == "client":
             return super()._wrap_model(model)
         import deepspeed
-        if plan.muon_tags:
-            from .patches import fix_deepspeed_muon_kernels
-            fix_deepspeed_muon_kernels()
-        with muon_routing(plan.muon_tags):
-            engine, optimizer, *_ = deepspeed.initialize(model=model, model_parameters=plan.groups,
-                                                         config=self.config)
+        for param in model.parameters():  # DeepSpeed's Muon keeps this routing (compat.deepspeed_muon)
+            if id(param) in plan.muon_tags:
+                setattr(param, ROUTED, plan.muon_tags[id(param)])
+        engine, optimizer, *_ = deepspeed.initialize(model=model, model_parameters=plan.groups,
+                                                     config=self.config)
         self.optim_wrapper.optimizer = optimizer
         return MMDeepSpeedEngineWrapper(model=engine, inputs_to_half=self._inputs_to_half)
-
-
-@contextlib.contextmanager
-def muon_routing(tags: dict[int, bool]):
-    """While DeepSpeed initialises, tag parameters by our routing instead of its name rule.
-
-    ``deepspeed.initialize`` calls ``set_optimizer_flags``, which sets ``p.use_muon`` on every
-    parameter from ``ndim >= 2`` and the absence of "embed"/"lm_head" in its name; the engine
-    then splits groups by that flag. The wrapper lets DeepSpeed do its bookkeeping and then
-    applies this package's routing (stem, heads, depthwise and 1-D parameters on Adam).
-    """
-    if not tags:
-        yield
-        return
-    import deepspeed
-    original = deepspeed.set_optimizer_flags
-
-    def set_flags(config_class, model):
-        original(config_class, model)
-        for param in model.parameters():
-            param.use_muon = tags.get(id(param), False)
-
-    deepspeed.set_optimizer_flags = set_flags
-    try:
-        yield
-    finally:
-        deepspeed.set_optimizer_flags = original

@@ -1,10 +1,11 @@
-"""mmengine's default constructor, with clear errors and the per-optimizer fixes.
+"""mmengine's default constructor, with clear errors and each optimizer's catalog adapter.
 
-Registered under mmengine's own name ``DefaultOptimWrapperConstructor`` (deliberately, with
-``force=True``) so every config gets it without naming it: grouping is exactly mmengine's
-(``paramwise_cfg`` keeps its meaning); what changes is that an unknown, unavailable or
-misconfigured optimizer fails at build time with a message naming the fix, and LBFGS,
-SparseAdam, D-Adaptation and HF Adafactor train through the Runner.
+Installed as mmengine's ``DefaultOptimWrapperConstructor`` (``visdet_mmext.compat``), so every
+config gets it without naming it. Grouping is exactly mmengine's (``paramwise_cfg`` keeps its
+meaning); what changes: a bad optimizer config fails at build time with a message naming the fix;
+the catalog row's adapter and wrapper make LBFGS, SparseAdam, D-Adaptation and HF Adafactor train
+through the Runner; every group names its parameters, so resuming with another grouping or
+optimizer fails with the parameters that moved (``grouping_check``).
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-from .host_gaps import BuildPlan, adapt
-from .validation import OptimizerConfigError, check_device, check_optimizer_cfg
+from ..catalog import CATALOG
+from ..catalog.adapters import BuildPlan
+from ..errors import OptimizerConfigError
+from .grouping_check import guard_grouping
+from .validation import check_device, check_optimizer_cfg, check_paramwise_cfg, warn_unmatched_keys
 
 
 def _default_lr(optimizer_cls):
@@ -30,11 +34,13 @@ def _default_lr(optimizer_cls):
     return parameter.default
 
 
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None):
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         self.optimizer_cls = check_optimizer_cfg(self.optimizer_cfg)
+        check_paramwise_cfg(self.paramwise_cfg, self.optimizer_cls, self.optimizer_name)
         if self.base_lr is None:
             # paramwise multipliers need a base; take the optimizer's own default lr.
             # (1.0 is a placeholder for lr-free optimizers such as HF Adafactor.)
@@ -45,12 +51,29 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         kind = self.optimizer_cfg["type"]
         return kind if isinstance(kind, str) else kind.__name__
 
+    @property
+    def spec(self):
+        """The catalog row of the optimizer being built (by name, else by class), or None."""
+        spec = CATALOG.get(self.optimizer_name)
+        if spec is None and isinstance(self.optimizer_cls, type):
+            spec = CATALOG.spec_of(self.optimizer_cls)
+        return spec
+
     def param_groups(self, model) -> list[dict]:
         """mmengine's grouping: one group per parameter with paramwise_cfg, else one group."""
-        if not self.paramwise_cfg:
-            return [{"params": list(model.parameters())}]
-        groups: list[dict] = []
-        self.add_params(groups, model)
+        return self.named_groups(model, per_parameter=bool(self.paramwise_cfg))
+
+    def named_groups(self, model, per_parameter: bool) -> list[dict]:
+        """mmengine's groups (``add_params``) or one group, each naming its parameters."""
+        names = {id(p): n for n, p in model.named_parameters()}
+        if per_parameter:
+            groups: list[dict] = []
+            self.add_params(groups, model)
+            warn_unmatched_keys(self.paramwise_cfg, list(names.values()))
+        else:
+            groups = [{"params": list(model.parameters())}]
+        for group in groups:
+            group["param_names"] = [names[id(p)] for p in group["params"]]
         return groups
 
     def __call__(self, model):
@@ -61,28 +84,26 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         plan = BuildPlan(self.optimizer_name, dict(self.optimizer_cfg), dict(self.optim_wrapper_cfg),
                          self.param_groups(model), model)
         plan.wrapper_cfg.setdefault("type", "OptimWrapper")
-        adapt(plan)
+        spec = self.spec
+        if spec is not None and spec.adapter is not None:
+            spec.adapter(plan)
+        if spec is not None and spec.wrapper and plan.wrapper_cfg["type"] == "OptimWrapper":
+            plan.wrapper_cfg["type"] = spec.wrapper
+            plan.notes.append(f"{plan.name} trains through {spec.wrapper}")
         for note in plan.notes:
             print_log(note, logger="current", level=logging.INFO)
         optimizer = self.build_optimizer(plan)
+        guard_grouping(optimizer)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))
 
     def build_optimizer(self, plan: BuildPlan):
         optimizer_cfg = dict(plan.optimizer_cfg)
-        plain = len(plan.groups) == 1 and set(plan.groups[0]) == {"params"}
-        params = plan.groups[0]["params"] if plain else plan.groups
         # DeepSpeedCPUAdam and similar name their first argument model_params.
         first_argument = next(iter(inspect.signature(self.optimizer_cls).parameters))
-        optimizer_cfg[first_argument] = params
+        optimizer_cfg[first_argument] = plan.groups
         try:
             return OPTIMIZERS.build(optimizer_cfg)
         except (TypeError, ValueError, RuntimeError, AssertionError) as error:
             settings = {k: v for k, v in plan.optimizer_cfg.items() if k != "type"}
             raise OptimizerConfigError(f"{plan.name} rejected its settings {settings}: "
                                        f"{type(error).__name__}: {error}") from error
-
-
-def register() -> None:
-    OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="DefaultOptimWrapperConstructor",
-                                               module=CheckedOptimWrapperConstructor, force=True)
-    OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=CheckedOptimWrapperConstructor, force=True)

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..algorithms.muon.hybrid import adamw_group, adamw_settings
+from ..errors import RoutingError
+
 #: Local module names of output layers: classifiers, LM heads and detection predictors.
 HEAD_NAMES = frozenset({
     "head", "heads", "fc", "classifier", "lm_head", "logits", "output_layer", "predictor",
@@ -95,10 +98,6 @@ class Routing:
         rows += [f"{r.name:<{width}}  {str(tuple(r.shape)):<18}  {r.side:<5}  {r.reason}"
                  for r in self.routes]
         return "\n".join(rows)
-
-
-class RoutingError(ValueError):
-    """Routing rules contradict each other or the shapes."""
 
 
 def _matches(name: str, patterns) -> list[str]:
@@ -207,3 +206,24 @@ def route_parameters(model: nn.Module, rules: MuonRules | None = None,
     if not any(route.use_muon for route in routes):
         warnings.append("no parameter is routed to Muon: every parameter trains with AdamW")
     return Routing(routes, warnings)
+
+
+def assign_sides(groups: list[dict], routing: Routing, optimizer_cfg: dict, base_lr: float,
+                 base_weight_decay: float | None) -> list[dict]:
+    """Flag each one-parameter group with its side; AdamW-side groups get the AdamW settings,
+    scaled by the same ``paramwise_cfg`` multipliers (``algorithms.muon.hybrid``)."""
+    base_weight_decay = base_weight_decay or 0.0
+    adamw = adamw_settings(base_lr, base_weight_decay, optimizer_cfg.get("adjust_lr", "original"),
+                           *(optimizer_cfg.get(key) for key in ADAMW_KEYS))
+    routes = routing.by_name()
+    sided = []
+    for group in groups:
+        if routes[group["param_names"][0]].use_muon:
+            sided.append(dict(group, use_muon=True))
+        else:
+            sided.append(adamw_group(group, base_lr, base_weight_decay, adamw))
+    return sided
+
+
+#: Optimizer settings that describe the AdamW side of the hybrid Muon (order: adamw_settings').
+ADAMW_KEYS = ("adamw_lr", "adamw_betas", "adamw_eps", "adamw_weight_decay")

@@ -1,27 +1,48 @@
-"""Clear errors for bad optimizer configs, raised before training starts.
+"""Clear errors for a bad ``optim_wrapper`` config, raised before training starts.
 
-mmengine reports an unknown ``type`` as ``TypeError: None is not a callable object`` and a
-bad hyperparameter whenever the optimizer happens to check it. Here every problem names
-the optimizer, the reason, the fix (the extra to install) and the closest valid names.
+mmengine reports an unknown optimizer as ``TypeError: None is not a callable object``, a typo in
+``clip_grad`` at the first step, and many bad values never (they train). Here every part of an
+``optim_wrapper`` is checked: the wrapper type and its settings, ``constructor``, ``clip_grad``,
+``accumulative_counts``, the optimizer's name and each setting (typed from the optimizer's own
+signature: numbers finite and not bool, tuples of the right length, ranges of lr, eps, decay,
+momentum and betas), and ``paramwise_cfg`` with its ``custom_keys``. Each error names the fix and
+the closest valid names.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
+import logging
+import math
 import numbers
+import re
+from collections.abc import Iterable, Mapping
 
-from mmengine.registry import OPTIMIZERS
+from mmengine.logging import print_log
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-from .availability import NEEDS_CUDA
-from .catalog import CATALOG_BY_NAME
-from .loader import load_providers
+from ..catalog import CATALOG
+from ..errors import OptimizerConfigError
+from ..registry.availability import NEEDS_CUDA
+from ..registry.loader import load_providers
+
+#: paramwise_cfg keys mmengine's DefaultOptimWrapperConstructor reads.
+MMENGINE_PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult",
+                           "dwconv_decay_mult", "flat_decay_mult", "dcn_offset_lr_mult",
+                           "custom_keys", "bypass_duplicate")
+#: paramwise_cfg keys this package adds (VisdetOptimWrapperConstructor).
+PACKAGE_PARAMWISE_KEYS = ("muon",)
+#: custom_keys entries: mmengine's multipliers, this package's Muon flag, and any optimizer
+#: setting (mmengine copies every key of the entry into the param group).
+CUSTOM_KEY_FLAGS = ("lr_mult", "decay_mult", "use_muon")
+CLIP_GRAD_KEYS = {"norm": ("type", "max_norm", "norm_type", "error_if_nonfinite", "foreach"),
+                  "value": ("type", "clip_value", "foreach")}
+#: optim_wrapper keys taken by mmengine's build_optim_wrapper itself.
+BUILD_KEYS = ("type", "optimizer", "constructor", "paramwise_cfg")
+LISTING = " Run `python -m visdet_mmext list` to see every name and its status."
 
 
-class OptimizerConfigError(ValueError):
-    """The optimizer part of an ``optim_wrapper`` config cannot work."""
-
-
-def closest_names(name: str, candidates, n: int = 5) -> list[str]:
+def closest_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     candidates = sorted(set(candidates))
     same_letters = [c for c in candidates if c.lower() == name.lower() and c != name]
     similar = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
@@ -31,11 +52,103 @@ def closest_names(name: str, candidates, n: int = 5) -> list[str]:
     return list(dict.fromkeys(same_letters + similar))[:n]
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = closest_names(name, candidates, n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
 def _suggestion(name: str) -> str:
-    report = load_providers()
-    close = closest_names(name, report.usable_names())
+    close = closest_names(name, load_providers().usable_names())
     return f" Closest available names: {', '.join(close)}." if close else ""
 
+
+# -- values -----------------------------------------------------------------------------------
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number(where: str, value, low: float | None = None, high: float | None = None,
+            high_open: bool = False, integer: bool = False, shown=None) -> None:
+    """Refuse a value that is not a finite number (bool is not one) in [low, high]; messages
+    show ``shown`` (the whole setting, for an entry of a tuple)."""
+    kind = "an integer" if integer else "a number"
+    subject = f"{where}={value!r}" if shown is None else f"{where}={shown!r}: entry {value!r}"
+    if not _is_number(value) or (integer and not isinstance(value, numbers.Integral)):
+        raise OptimizerConfigError(f"{subject} must be {kind}"
+                                   f"{' (True/False are not numbers)' if isinstance(value, bool) else ''}.")
+    if not math.isfinite(value):
+        raise OptimizerConfigError(f"{subject} must be finite.")
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if (low is not None and value < low) or too_high:
+        bound = f">= {low}" if low is not None else ""
+        if high is not None:
+            bound += f"{' and ' if bound else ''}{'<' if high_open else '<='} {high}"
+        raise OptimizerConfigError(f"{subject} is out of range: expected {bound}.")
+
+
+def _key_rule(key: str):
+    """Range rules by setting name (also for Muon's ``adamw_*`` settings)."""
+    last = key.rsplit("_", 1)[-1] if key.startswith("adamw_") else key
+    if key.endswith("weight_decay"):
+        return dict(low=0.0)
+    if last in ("lr", "eps"):
+        return dict(low=0.0)
+    if last == "momentum":
+        return dict(low=0.0, high=1.0)
+    if key in ("ns_steps", "max_iter", "history_size"):
+        return dict(low=1, integer=True)
+    if key == "min_8bit_size":
+        return dict(low=0, integer=True)
+    return {}
+
+
+def _annotation(parameter: inspect.Parameter | None) -> str:
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return ""
+    return str(parameter.annotation)
+
+
+def _types(annotation: str) -> set[str]:
+    """Type names an annotation mentions, e.g. ``'float | None'`` -> {'float'}."""
+    return set(re.findall(r"[A-Za-z_]+", annotation)) - {"None", "Optional", "typing", "Union", "torch"}
+
+
+def check_value(where: str, key: str, value, parameter: inspect.Parameter | None = None) -> None:
+    """Check one setting by its name's rule and the signature's default and annotation."""
+    default = inspect.Parameter.empty if parameter is None else parameter.default
+    annotation = _annotation(parameter)
+    types = _types(annotation)
+    label = f"{where}: {key}"
+    numeric_default = isinstance(default, (tuple, list)) and default and all(map(_is_number, default))
+    if key.endswith("betas") or numeric_default:
+        expected = len(default) if numeric_default else 2
+        example = tuple(default) if numeric_default else (0.9, 0.999)
+        betas = key.endswith("betas")
+        if not isinstance(value, (tuple, list)) or len(value) != expected:
+            raise OptimizerConfigError(f"{label}={value!r} must be a tuple of {expected} numbers"
+                                       f"{' in [0, 1)' if betas else ''}, e.g. {example}.")
+        for item in value:
+            _number(label, item, 0.0 if betas else None, 1.0 if betas else None, high_open=True,
+                    shown=value)
+        return
+    if value is None:
+        if default is None or not annotation or "None" in annotation or "Optional" in annotation:
+            return
+        raise OptimizerConfigError(f"{label}=None is not allowed; the default is {default!r}.")
+    if isinstance(default, bool) or types == {"bool"}:
+        if not isinstance(value, bool):
+            raise OptimizerConfigError(f"{label}={value!r} must be True or False.")
+        return
+    rule = dict(_key_rule(key))
+    if rule or _is_number(default) or (types and types <= {"float", "int", "Tensor"}):
+        if isinstance(value, str) and "str" in types:
+            return
+        integer = rule.pop("integer", False) or types == {"int"}
+        _number(label, value, integer=integer, **rule)
+
+
+# -- optimizer --------------------------------------------------------------------------------
 
 def resolve_optimizer_type(optimizer_type):
     """The class (or builder) that ``optimizer=dict(type=...)`` names, or a clear error."""
@@ -49,75 +162,45 @@ def resolve_optimizer_type(optimizer_type):
     if found is not None:
         return found
     info = load_providers().availability(optimizer_type)
-    listing = " Run `python -m visdet_mmext list` to see every name and its status."
-    if optimizer_type in CATALOG_BY_NAME and info is not None:
-        spec = CATALOG_BY_NAME[optimizer_type]
+    if optimizer_type in CATALOG and info is not None:
+        spec = CATALOG[optimizer_type]
         raise OptimizerConfigError(
             f"Optimizer {optimizer_type!r} is not available here: {info.status}"
             f"{' (' + info.reason + ')' if info.reason else ''}. Install it with: "
-            f"{spec.install_hint}.{_suggestion(optimizer_type)}{listing}")
+            f"{spec.install_hint}.{_suggestion(optimizer_type)}{LISTING}")
     raise OptimizerConfigError(f"Unknown optimizer {optimizer_type!r}.{_suggestion(optimizer_type)}"
-                               f"{listing}")
+                               f"{LISTING}")
 
 
-def _accepted_arguments(optimizer_cls) -> set[str] | None:
-    """Keyword names the optimizer accepts; None when it takes ``**kwargs``."""
-    target = getattr(optimizer_cls, "lazy_spec", None)
-    if target is not None:  # a lazy DeepSpeed builder: do not import DeepSpeed just to check
-        return None
+def signature_parameters(optimizer_cls) -> dict[str, inspect.Parameter] | None:
+    """Keyword parameters the optimizer accepts; None when unknown (``**kwargs``, lazy builders)."""
+    if getattr(optimizer_cls, "lazy_spec", None) is not None:
+        return None  # a lazy DeepSpeed builder: do not import DeepSpeed just to check
     try:
-        parameters = inspect.signature(optimizer_cls).parameters.values()
+        parameters = inspect.signature(optimizer_cls).parameters
     except (TypeError, ValueError):
         return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
-    return {p.name for p in parameters}
+    return {name: p for name, p in parameters.items() if name not in ("params", "model_params")}
 
 
-def _check_range(name: str, key: str, value, low: float, high: float | None, closed_high: bool):
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    for item in values:
-        if item is None:
-            continue
-        if not isinstance(item, numbers.Real):
-            raise OptimizerConfigError(f"{name}: {key}={value!r} must be a number")
-        too_high = high is not None and (item > high if closed_high else item >= high)
-        if item < low or too_high:
-            bound = "" if high is None else f" and {'<=' if closed_high else '<'} {high}"
-            raise OptimizerConfigError(f"{name}: {key}={value!r} is out of range: expected >= {low}"
-                                       f"{bound}.")
-
-
-#: key -> (low, high, high is allowed). Only checked when present in the config.
-RANGES = {
-    "lr": (0.0, None, True),
-    "weight_decay": (0.0, None, True),
-    "eps": (0.0, None, True),
-    "momentum": (0.0, 1.0, True),
-    "betas": (0.0, 1.0, False),
-}
-
-
-def check_optimizer_cfg(optimizer_cfg: dict, *, skip: tuple[str, ...] = ()):
-    """Resolve ``optimizer_cfg['type']`` and check the hyperparameters; return the class."""
-    if not isinstance(optimizer_cfg, dict) or "type" not in optimizer_cfg:
+def check_optimizer_cfg(optimizer_cfg) -> object:
+    """Resolve ``optimizer_cfg['type']`` and check every setting; return the class."""
+    if not isinstance(optimizer_cfg, Mapping) or "type" not in optimizer_cfg:
         raise OptimizerConfigError("optim_wrapper.optimizer must be a dict with a 'type' key, "
                                    f"got {optimizer_cfg!r}")
     optimizer_type = optimizer_cfg["type"]
     optimizer_cls = resolve_optimizer_type(optimizer_type)
     name = optimizer_type if isinstance(optimizer_type, str) else optimizer_cls.__name__
-    settings = {k: v for k, v in optimizer_cfg.items() if k != "type" and k not in skip}
-    accepted = _accepted_arguments(optimizer_cls)
-    if accepted is not None:
-        for key in settings:
-            if key not in accepted:
-                close = closest_names(key, accepted - {"params", "model_params"}, n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise OptimizerConfigError(f"{name} has no setting {key!r}.{hint} It accepts: "
-                                           f"{', '.join(sorted(accepted - {'params'}))}.")
-    for key, (low, high, closed) in RANGES.items():
-        if key in settings:
-            _check_range(name, key, settings[key], low, high, closed)
+    parameters = signature_parameters(optimizer_cls)
+    for key, value in optimizer_cfg.items():
+        if key == "type":
+            continue
+        if parameters is not None and key not in parameters:
+            raise OptimizerConfigError(f"{name} has no setting {key!r}.{_did_you_mean(key, parameters)} "
+                                       f"It accepts: {', '.join(sorted(parameters))}.")
+        check_value(name, key, value, (parameters or {}).get(key))
     return optimizer_cls
 
 
@@ -132,14 +215,183 @@ def check_device(optimizer_type, device) -> None:
             f"are on {device.type}.{_suggestion(optimizer_type)}")
 
 
-def check_optim_wrapper_cfg(optim_wrapper_cfg: dict) -> None:
-    """Check every optimizer of an ``optim_wrapper`` config (tools/train.py calls this)."""
-    if "optimizer" in optim_wrapper_cfg:
-        check_optimizer_cfg(optim_wrapper_cfg["optimizer"])
+# -- paramwise_cfg ----------------------------------------------------------------------------
+
+def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,
+                        package_keys: bool = False) -> None:
+    """Keys known, multipliers numbers >= 0, ``custom_keys`` entries dicts of known keys.
+
+    ``package_keys``: this package's keys (``muon``) are allowed (its constructor reads them).
+    """
+    if not paramwise_cfg:
+        return
+    if not isinstance(paramwise_cfg, Mapping):
+        raise OptimizerConfigError(f"paramwise_cfg must be a dict, got {paramwise_cfg!r}.")
+    known = MMENGINE_PARAMWISE_KEYS + (PACKAGE_PARAMWISE_KEYS if package_keys else ())
+    for key, value in paramwise_cfg.items():
+        if key in PACKAGE_PARAMWISE_KEYS and not package_keys:
+            raise OptimizerConfigError(
+                f"paramwise_cfg.{key} is read by this package's constructor only: add "
+                f"constructor='VisdetOptimWrapperConstructor' to optim_wrapper (without it the "
+                "setting would be ignored).")
+        if key not in known:
+            raise OptimizerConfigError(f"paramwise_cfg has no key {key!r}.{_did_you_mean(key, known)} "
+                                       f"Known keys: {', '.join(known)}.")
+        if key.endswith("_mult"):
+            _number(f"paramwise_cfg.{key}", value, low=0.0)
+        elif key == "bypass_duplicate" and not isinstance(value, bool):
+            raise OptimizerConfigError(f"paramwise_cfg.bypass_duplicate={value!r} must be True or False.")
+        elif key == "custom_keys":
+            _check_custom_keys(value, optimizer_cls, name)
+
+
+def _check_custom_keys(custom_keys, optimizer_cls, name: str) -> None:
+    if not isinstance(custom_keys, Mapping):
+        raise OptimizerConfigError(f"paramwise_cfg.custom_keys must be a dict of "
+                                   f"{{name substring: dict(lr_mult=..., ...)}}, got {custom_keys!r}.")
+    parameters = signature_parameters(optimizer_cls)
+    accepted = set(CUSTOM_KEY_FLAGS) | set(parameters or ())
+    for pattern, entry in custom_keys.items():
+        where = f"paramwise_cfg.custom_keys[{pattern!r}]"
+        if not isinstance(pattern, str):
+            raise OptimizerConfigError(f"{where}: keys are parameter-name substrings (str).")
+        if not isinstance(entry, Mapping):
+            raise OptimizerConfigError(f"{where}={entry!r} must be a dict such as "
+                                       "dict(lr_mult=0.1, decay_mult=0.0).")
+        for key, value in entry.items():
+            if parameters is not None and key not in accepted:
+                raise OptimizerConfigError(
+                    f"{where} has no key {key!r}.{_did_you_mean(key, accepted)} An entry takes "
+                    f"lr_mult, decay_mult, use_muon or a setting of {name}.")
+            if key == "use_muon":
+                if not isinstance(value, bool):
+                    raise OptimizerConfigError(f"{where}: use_muon={value!r} must be True or False.")
+            elif key in ("lr_mult", "decay_mult"):
+                _number(f"{where}: {key}", value, low=0.0)
+            else:
+                check_value(where, key, value, (parameters or {}).get(key))
+
+
+def warn_unmatched_keys(paramwise_cfg, names: list[str]) -> list[str]:
+    """Warn about ``custom_keys`` entries that match no parameter (a typo trains silently)."""
+    warnings = []
+    for pattern in (paramwise_cfg or {}).get("custom_keys", {}):
+        if not any(pattern in name for name in names):
+            close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.3)
+            warnings.append(f"paramwise_cfg.custom_keys[{pattern!r}] matches no parameter name"
+                            f"{'; closest names: ' + ', '.join(close) if close else ''}. "
+                            "A key applies to every parameter whose full name contains it.")
+    for warning in warnings:
+        print_log(warning, logger="current", level=logging.WARNING)
+    return warnings
+
+
+# -- the whole optim_wrapper ------------------------------------------------------------------
+
+def _lookup(registry, name, scope: str | None):
+    with registry.switch_scope_and_registry(scope) as found_in:
+        found = found_in.get(name)
+    if found is None and registry is OPTIM_WRAPPERS:
+        import mmengine._strategy  # noqa: F401  (registers DeepSpeedOptimWrapper and friends)
+        with registry.switch_scope_and_registry(scope) as found_in:
+            found = found_in.get(name)
+    return found
+
+
+def _registered(registry, kind: str, name, scope: str | None):
+    if not isinstance(name, str):
+        return name
+    found = _lookup(registry, name, scope)
+    if found is None:
+        raise OptimizerConfigError(
+            f"optim_wrapper {kind}={name!r} is not registered.{_did_you_mean(name, registry.module_dict)}"
+            f" Registered: {', '.join(sorted(registry.module_dict))}.")
+    return found
+
+
+def _wrapper_parameters(wrapper_cls) -> set[str] | None:
+    """Keywords a wrapper accepts, following ``**kwargs`` up its bases; None when unknown."""
+    accepted: set[str] = set()
+    for cls in inspect.getmro(wrapper_cls):
+        if "__init__" not in vars(cls):
+            continue
+        try:
+            parameters = inspect.signature(cls.__init__).parameters
+        except (TypeError, ValueError):
+            return None
+        accepted |= {n for n, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return accepted - {"self", "optimizer"}
+    return None
+
+
+def check_wrapper_settings(wrapper_cfg: Mapping, scope: str | None = None) -> None:
+    """The wrapper type, its settings, ``clip_grad`` and ``accumulative_counts``."""
+    wrapper_cls = _registered(OPTIM_WRAPPERS, "type", wrapper_cfg.get("type", "OptimWrapper"), scope)
+    accepted = _wrapper_parameters(wrapper_cls) if isinstance(wrapper_cls, type) else None
+    for key in wrapper_cfg:
+        if key in BUILD_KEYS or accepted is None or key in accepted:
+            continue
+        raise OptimizerConfigError(
+            f"optim_wrapper has no setting {key!r} ({getattr(wrapper_cls, '__name__', wrapper_cls)})."
+            f"{_did_you_mean(key, set(accepted) | set(BUILD_KEYS))} It accepts: "
+            f"{', '.join(sorted(set(accepted) | set(BUILD_KEYS)))}.")
+    if "accumulative_counts" in wrapper_cfg:
+        _number("optim_wrapper.accumulative_counts", wrapper_cfg["accumulative_counts"], low=1,
+                integer=True)
+    clip = wrapper_cfg.get("clip_grad")
+    if clip is not None:
+        _check_clip_grad(clip)
+
+
+def _check_clip_grad(clip) -> None:
+    if not isinstance(clip, Mapping):
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad={clip!r} must be a dict such as "
+                                   "dict(max_norm=1.0) or dict(type='value', clip_value=0.5).")
+    kind = clip.get("type", "norm")
+    if kind not in CLIP_GRAD_KEYS:
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad.type={kind!r}: use 'norm' or 'value'.")
+    for key in clip:
+        if key not in CLIP_GRAD_KEYS[kind]:
+            raise OptimizerConfigError(
+                f"optim_wrapper.clip_grad has no key {key!r} for type {kind!r}."
+                f"{_did_you_mean(key, CLIP_GRAD_KEYS[kind])} It takes: {', '.join(CLIP_GRAD_KEYS[kind])}.")
+    needed = "max_norm" if kind == "norm" else "clip_value"
+    if needed not in clip:
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad needs {needed} for type {kind!r}.")
+    _number(f"optim_wrapper.clip_grad.{needed}", clip[needed], low=0.0)
+    if kind == "norm" and "norm_type" in clip and clip["norm_type"] not in ("inf", float("inf")):
+        _number("optim_wrapper.clip_grad.norm_type", clip["norm_type"], low=0.0)
+
+
+def _check_one(cfg: Mapping, scope: str | None) -> None:
+    if "optimizer" not in cfg:
+        raise OptimizerConfigError("optim_wrapper needs an 'optimizer' dict, e.g. "
+                                   "optimizer=dict(type='AdamW', lr=1e-3).")
+    constructor = _registered(OPTIM_WRAPPER_CONSTRUCTORS, "constructor",
+                              cfg.get("constructor", "DefaultOptimWrapperConstructor"), scope)
+    check_wrapper_settings(cfg, scope)
+    optimizer_cls = check_optimizer_cfg(cfg["optimizer"])
+    name = cfg["optimizer"]["type"] if isinstance(cfg["optimizer"]["type"], str) else \
+        getattr(optimizer_cls, "__name__", "optimizer")
+    from .constructor import VisdetOptimWrapperConstructor
+    package_keys = isinstance(constructor, type) and issubclass(constructor,
+                                                                VisdetOptimWrapperConstructor)
+    check_paramwise_cfg(cfg.get("paramwise_cfg"), optimizer_cls, name, package_keys=package_keys)
+
+
+def check_optim_wrapper_cfg(optim_wrapper_cfg, scope: str | None = None) -> None:
+    """Check a whole ``optim_wrapper`` config (one wrapper, or a dict of them)."""
+    if not isinstance(optim_wrapper_cfg, Mapping):
+        raise OptimizerConfigError(f"optim_wrapper must be a dict, got {optim_wrapper_cfg!r}.")
+    if "optimizer" in optim_wrapper_cfg or "type" in optim_wrapper_cfg or \
+            "constructor" not in optim_wrapper_cfg and not any(
+                isinstance(v, Mapping) and "optimizer" in v for v in optim_wrapper_cfg.values()):
+        _check_one(optim_wrapper_cfg, scope)
         return
     for name, sub in optim_wrapper_cfg.items():  # an OptimWrapperDict config
-        if isinstance(sub, dict) and "optimizer" in sub:
+        if isinstance(sub, Mapping) and "optimizer" in sub:
             try:
-                check_optimizer_cfg(sub["optimizer"])
+                _check_one(sub, scope)
             except OptimizerConfigError as error:
                 raise OptimizerConfigError(f"optim_wrapper.{name}: {error}") from None

@@ -1,0 +1,81 @@
+"""Shared set-up of the native-optimizer tests: execution paths and a random problem."""
+import pytest
+import torch
+
+from visdet_mmext.algorithms import dispatch
+
+SHAPES = [(40, 24), (24,), (96,), (6, 5, 3, 2)]
+PATHS = {
+    "single": dict(fast=False, foreach=False),
+    "foreach": dict(fast=False, foreach=True),
+    "compiled": dict(fast=True),
+}
+needs_compile = pytest.mark.skipif(dispatch.strategy_for(torch.device("cpu")) is None,
+                                   reason="torch.compile is unavailable or disabled")
+ALL_PATHS = ["single", "foreach", pytest.param("compiled", marks=needs_compile)]
+
+
+def make_problem(seed=0, steps=20, shapes=SHAPES):
+    gen = torch.Generator().manual_seed(seed)
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(steps)]
+    return init, grads
+
+
+def toy_regression(kind, conv_model=None, conv_batch=16):
+    """(model, x, y): an MLP ("mlp") or a conv + BatchNorm net ("conv_bn") to regress."""
+    from torch import nn
+    torch.manual_seed(0)
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+        x = torch.randn(64, 8)
+        return model, x, x[:, :1] * 2 - x[:, 1:2]
+    model = conv_model or nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1))
+    x = torch.randn(conv_batch, 3, 8, 8)
+    return model, x, x.mean(dim=(1, 2, 3)).unsqueeze(1) * 3
+
+
+def regression_losses(model, x, y, optimizer, steps=60):
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def assert_sparse_gradients_refused(optimizer_cls):
+    emb = torch.nn.Embedding(5, 3, sparse=True)
+    optimizer = optimizer_cls(emb.parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        optimizer.step()
+
+
+def fresh(init):
+    return [torch.nn.Parameter(t.clone()) for t in init]
+
+
+def run(opt, params, grads):
+    """Step ``opt`` once per entry of ``grads`` (a None gradient leaves that parameter out)."""
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else g.clone()
+        opt.step()
+    return params
+
+
+def assert_closure_loss_returned(optimizer, p):
+    """``step(closure)`` evaluates the closure with gradients on and returns its loss."""
+    def closure():
+        optimizer.zero_grad()
+        loss = (p ** 2).sum()
+        loss.backward()
+        return loss
+
+    expected = float((p.detach() ** 2).sum())  # the loss before the step changes p
+    assert optimizer.step(closure).item() == pytest.approx(expected)

@@ -1,0 +1,183 @@
+"""tools/train.py: flags, early config errors, train/resume, SIGKILL + --resume, DDP on CPU."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import torch
+
+from demo_utils import (ROOT, TRAIN, load_tool, assert_same_tensors, cli_options, state_of,
+                             subprocess_env)
+
+ADAMW = os.path.join(ROOT, "configs", "optimizers", "adamw.py")
+
+
+train_tool = load_tool(TRAIN, "visdet_train_tool")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _options(**kwargs):
+    return ["--cfg-options", *cli_options(**kwargs), f"experiment_name=t{uuid.uuid4().hex[:8]}"]
+
+
+def test_flags_are_merged_into_the_config(tmp_path):
+    from mmengine.config import Config
+
+    def merged(*argv):
+        args = train_tool.parse_args([ADAMW, *argv])
+        return train_tool.merge_args(Config.fromfile(ADAMW), args)
+
+    cfg = merged()
+    assert cfg.work_dir == os.path.join("./work_dirs", "adamw") and cfg.launcher == "none"
+    assert not cfg.resume and cfg.load_from is None
+    cfg = merged("--work-dir", str(tmp_path), "--resume", "--launcher", "pytorch",
+                 "--cfg-options", "optim_wrapper.optimizer.lr=0.5", "train_cfg.max_iters=7")
+    assert cfg.work_dir == str(tmp_path) and cfg.resume and cfg.load_from is None
+    assert cfg.launcher == "pytorch" and cfg.optim_wrapper.optimizer.lr == 0.5
+    assert cfg.train_cfg.max_iters == 7
+    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_4.pth")
+    cfg = merged("--resume", str(tmp_path / "iter_4.pth"), "--amp")
+    assert cfg.resume and cfg.load_from == str(tmp_path / "iter_4.pth")
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.loss_scale == "dynamic"
+
+
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
+    def find(work_dir):
+        return train_tool.find_resume_checkpoint(work_dir)[0]
+    assert find(str(tmp_path)) is None
+    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_4.pth")
+    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_8.pth")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
+    assert find(str(tmp_path)) == str(tmp_path / "iter_8.pth")  # saved, not yet recorded
+    data = (tmp_path / "iter_8.pth").read_bytes()
+    (tmp_path / "iter_12.pth").write_bytes(data[: len(data) // 2])  # killed while saving
+    (tmp_path / "last_checkpoint").write_text("")  # killed while recording
+    assert find(str(tmp_path)) == str(tmp_path / "iter_8.pth")
+
+
+def test_bad_optimizer_fails_before_the_runner_is_built(tmp_path, capsys):
+    code = train_tool.main([ADAMW, "--work-dir", str(tmp_path), "--cfg-options",
+                            "optim_wrapper.optimizer.type=AdamX"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "AdamX" in err and "AdamW" in err  # names the closest valid names
+    assert not any(tmp_path.iterdir())  # no runner, no log directory
+
+
+def test_amp_on_cpu_is_refused_clearly(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    assert train_tool.main([ADAMW, "--amp", "--work-dir", str(tmp_path)]) == 2
+    assert "--amp needs a GPU" in capsys.readouterr().err
+
+
+def test_train_then_resume_prints_checkpoint_and_log(tmp_path, capsys):
+    work_dir = tmp_path / "work"
+    assert train_tool.main([ADAMW, "--work-dir", str(work_dir),
+                            *_options(iters=4, checkpoint_interval=2)]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint: {work_dir / 'iter_4.pth'}" in out
+    log = next(line.split("log:", 1)[1].strip() for line in out.splitlines() if "log:" in line)
+    assert os.path.isfile(log) and "last validation: accuracy:" in out
+
+    assert train_tool.main([ADAMW, "--work-dir", str(work_dir), "--resume",
+                            *_options(iters=6, checkpoint_interval=2)]) == 0
+    out = capsys.readouterr().out
+    assert f"Resuming from {work_dir / 'iter_4.pth'}" in out
+    assert f"checkpoint: {work_dir / 'iter_6.pth'}" in out
+    assert state_of(str(work_dir / "iter_6.pth"))["meta"]["iter"] == 6
+
+
+def test_config_without_custom_imports_trains_with_a_plugin_optimizer(tmp_path, capsys):
+    """tools/train.py loads the providers itself: a config needs no custom_imports."""
+    base = open(os.path.join(ROOT, "configs", "_base_", "demo.py")).read()
+    assert "custom_imports" in base
+    standalone = "\n".join(line for line in base.splitlines()
+                           if "custom_imports" not in line and "allow_failed_imports" not in line)
+    config = tmp_path / "standalone_lion.py"
+    config.write_text(standalone + "\noptim_wrapper = dict(optimizer=dict(type='Lion', lr=1e-3, "
+                      "weight_decay=0.5))\n")
+    assert train_tool.main([str(config), "--work-dir", str(tmp_path / "work"),
+                            *_options(iters=2)]) == 0
+    assert "Training finished" in capsys.readouterr().out
+
+
+def test_runner_type_is_honoured(tmp_path, capsys, monkeypatch):
+    built = []
+    build = train_tool.build_runner
+    monkeypatch.setattr(train_tool, "build_runner",
+                        lambda cfg: built.append(build(cfg)) or built[-1])
+    assert train_tool.main([ADAMW, "--work-dir", str(tmp_path), *_options(iters=2),
+                            "runner_type=FlexibleRunner"]) == 0
+    assert type(built[0]).__name__ == "FlexibleRunner"
+    assert "Training finished" in capsys.readouterr().out
+
+
+def _run(argv, **kwargs):
+    return subprocess.run([sys.executable, TRAIN, *argv], capture_output=True, text=True,
+                          cwd=ROOT, env=subprocess_env(), timeout=600, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
+    config = tmp_path / "slow_adamw.py"
+    config.write_text(
+        f"_base_ = [{ADAMW!r}]\n"
+        "custom_imports = dict(imports=['visdet_mmext', 'visdet_mmext.demo', 'slow_hook'],\n"
+        "                      allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='SlowIterHook', seconds=0.05)]\n")
+    options = ["--cfg-options", *cli_options(iters=30, checkpoint_interval=5)]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+
+    # the uninterrupted run goes alongside the one that gets killed
+    uninterrupted_run = subprocess.Popen(
+        [sys.executable, TRAIN, str(config), "--work-dir", str(whole), *options], cwd=ROOT,
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, TRAIN, str(config), "--work-dir", str(killed),
+                                *options], cwd=ROOT, env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "last_checkpoint").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.01)
+    time.sleep(0.12)  # a few iterations past the first checkpoint
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (killed / "iter_30.pth").exists(), "the run finished before it was killed"
+
+    result = _run([str(config), "--work-dir", str(killed), "--resume", *options])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stdout
+    _, stderr = uninterrupted_run.communicate(timeout=600)
+    assert uninterrupted_run.returncode == 0, stderr[-3000:]
+    resumed, uninterrupted = state_of(killed / "iter_30.pth"), state_of(whole / "iter_30.pth")
+    for part in ("state_dict", "optimizer", "param_schedulers"):
+        assert_same_tensors(resumed[part], uninterrupted[part], part)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU (gloo) path")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(_free_port()), TRAIN, ADAMW, "--launcher", "pytorch",
+               "--work-dir", str(tmp_path), "--cfg-options", *cli_options(iters=4),
+               "log_level=INFO"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                            env=subprocess_env(), timeout=600)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    assert result.stdout.count("Training finished") == 1  # rank 0 reports
+    assert (tmp_path / "iter_4.pth").exists()
+    log = next(tmp_path.glob("*/*.log")).read_text()
+    assert "Distributed training: True" in log and "GPU number: 2" in log

@@ -1,0 +1,65 @@
+"""Adam's moments, shared by LAMB and Muon's AdamW side (torch's state layout and formulas)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def adam_state(state: dict, p: Tensor) -> dict:
+    """``state`` with Adam's step and moments, created on first use (torch's layout).
+
+    A ``step`` loaded as a plain number (torch's older checkpoints) becomes a tensor again.
+    """
+    if not state:
+        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    elif not torch.is_tensor(state["step"]):
+        state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
+    return state
+
+
+def bias_corrections(step: Tensor, beta1: float, beta2: float, enabled: bool = True) -> tuple:
+    """``(1 - beta1^t, sqrt(1 - beta2^t))`` in double precision, or ones when disabled."""
+    if not enabled:
+        return (1.0, 1.0)
+    t = float(step)
+    return (1.0 - beta1 ** t, (1.0 - beta2 ** t) ** 0.5)
+
+
+def adam_moments(g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, beta1, beta2, eps,
+                 bc2_sqrt) -> Tensor:
+    """Update one tensor's moments in place; return the denominator ``sqrt(v)/bc2_sqrt + eps``."""
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g * (1 - beta2))
+    return exp_avg_sq.sqrt() / bc2_sqrt + eps
+
+
+def adam_moments_foreach(grads, exp_avgs, exp_avg_sqs, beta1: float, beta2: float, eps: float,
+                         bc2_sqrt: float) -> list[Tensor]:
+    """:func:`adam_moments` for lists of tensors (foreach kernels)."""
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bc2_sqrt)
+    torch._foreach_add_(denom, eps)
+    return denom
+
+
+def adamw_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> None:
+    """torch's AdamW on one tensor; ``hp`` = (lr, weight_decay, beta1, beta2, eps, bc1, bc2_sqrt)."""
+    lr, weight_decay, beta1, beta2 = hp[0], hp[1], hp[2], hp[3]
+    eps, bc1, bc2_sqrt = hp[4], hp[5], hp[6]
+    p.mul_(1 - lr * weight_decay)
+    denom = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2, eps, bc2_sqrt)
+    p.sub_(exp_avg / denom * (lr / bc1))
+
+
+def adamw_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
+    params, grads, exp_avgs, exp_avg_sqs = lists
+    lr, weight_decay, beta1, beta2, eps, bc1, bc2_sqrt = hp
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    denom = adam_moments_foreach(grads, exp_avgs, exp_avg_sqs, beta1, beta2, eps, bc2_sqrt)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, value=-lr / bc1)

@@ -1,0 +1,316 @@
+"""How a native optimizer step is executed: single-tensor, foreach, or compiled.
+
+Optimizer steps are memory bound. The eager and foreach paths read and write every tensor once
+per elementary op (Lion: ~5 passes, Adam-like: ~8); a fused kernel does it in one or two passes.
+We get fused kernels from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA) rather
+than shipping hand-written ones, from the same per-tensor Python function the single-tensor path
+runs eagerly, so every path computes the same formula.
+
+Two compiled strategies, chosen by device:
+
+* ``chunked`` (CPU): the per-tensor function applied to a chunk of tensors per compiled call
+  (Lion 8, LAMB 2, AdamW 4), on flattened views, compiled once per dtype with dynamic shapes
+  (every tensor its own size symbol, short chunks padded with tiny scratch tensors), so no model
+  ever recompiles it. A compiled call costs ~0.1 ms of Python (much more on a busy machine), hence
+  chunks, and tensors below ``MIN_NUMEL`` elements stay on the foreach path. Hyperparameters
+  travel as a float64 tensor, so an lr schedule never recompiles.
+* ``grouped`` (CUDA): the per-tensor function looped over every tensor of the step inside one
+  compiled graph (static shapes, one device tensor of hyperparameters): one Python call per step,
+  inductor launches the fused kernels back to back. It recompiles only when the set of tensors
+  with a gradient changes.
+
+``VISDET_MMEXT_COMPILE`` = ``off`` | ``chunked`` | ``grouped`` overrides the choice (tests and
+benchmarks use it). When compilation is impossible the step falls back to the eager function and
+the reason is logged once.
+
+Rounding is the same on every path: fp16/bf16 tensors are stepped through fp32 copies and
+rounded once when written back (what a compiled kernel does inside), so no path overflows or
+rounds where another does not.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+#: Below this many elements a compiled call's Python overhead costs more than it saves (CPU).
+MIN_NUMEL = 1 << 16
+#: Default tensors per compiled call on CPU: fewer Python calls, against a longer first
+#: compilation (which grows with the chunk). Cheap kernels gain most from large chunks.
+CHUNK = 8
+
+SINGLE, FOREACH, COMPILED = "single", "foreach", "compiled"
+CHUNKED, GROUPED = "chunked", "grouped"
+_ENV = "VISDET_MMEXT_COMPILE"
+
+
+def _foreach_default(device: torch.device) -> bool:
+    # torch's rule: foreach kernels exist for accelerators; on CPU they are plain loops.
+    from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
+    return device.type in _get_foreach_kernels_supported_devices()
+
+
+def strategy_for(device: torch.device) -> str | None:
+    """The compiled strategy for ``device``, or None when compiling should not be tried."""
+    forced = os.environ.get(_ENV, "").strip().lower()
+    if forced in ("off", "0", "false", "no"):
+        return None
+    if forced in (CHUNKED, GROUPED):
+        return forced
+    if not hasattr(torch, "compile"):
+        return None
+    return GROUPED if device.type == "cuda" else CHUNKED if device.type == "cpu" else None
+
+
+def choose_path(fast: bool | None, foreach: bool | None, device: torch.device) -> tuple[str, str]:
+    """Resolve the ``fast``/``foreach`` constructor flags for one step on ``device``.
+
+    Returns ``(main, rest)``: the path for tensors the compiled kernel takes, and the path for the
+    others (small or non-contiguous ones). Without compilation both are the same.
+    """
+    if foreach is None:
+        # The automatic choice is the fastest path: foreach (on CPU it is no slower than a loop).
+        # With fast=False, ``foreach`` keeps torch's meaning: foreach kernels on accelerators only.
+        use_foreach = True if fast is not False else _foreach_default(device)
+    else:
+        use_foreach = foreach
+    rest = FOREACH if use_foreach else SINGLE
+    # Inside a user's torch.compile of the whole step, let dynamo trace the plain ops.
+    if torch.compiler.is_compiling() or fast is False:
+        return rest, rest
+    if strategy_for(device) is None or _BROKEN:
+        if fast:
+            _log_once("visdet_mmext: fast=True but no compiled path on %s (%s); using %s",
+                      device.type, _BROKEN or "torch.compile unsupported or disabled", rest)
+        return rest, rest
+    return COMPILED, rest
+
+
+_LOGGED: set[str] = set()
+_BROKEN: str = ""  # why compiling failed in this process ("" while it has not failed)
+
+
+def _log_once(msg: str, *args: Any) -> None:
+    text = msg % args
+    if text not in _LOGGED:
+        _LOGGED.add(text)
+        logger.warning(text)
+
+
+def _disable(reason: BaseException) -> None:
+    global _BROKEN
+    _BROKEN = f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else ''}"
+    _log_once("visdet_mmext: torch.compile fast path disabled for this process, using the eager "
+              "paths (%s)", _BROKEN)
+
+
+def _announce(fn: Callable, strategy: str) -> None:
+    # The first step pays the compilation (seconds to a minute; cached on disk across runs).
+    logger.info("visdet_mmext: compiling %s (%s) for the fast path; fast=False skips this",
+                fn.__name__.strip("_"), strategy)
+
+
+def compilable(*tensors: Tensor) -> bool:
+    """Flattened views of these tensors line up element by element."""
+    return all(t.is_contiguous() for t in tensors)
+
+
+def _renamed(fn: Callable, name: str) -> Callable:
+    # dynamo keeps its compile cache (and recompile limit) per code object: give each algorithm's
+    # wrapper its own, so Lion, LAMB and AdamW never compete for entries.
+    names = {"co_name": name}
+    if hasattr(fn.__code__, "co_qualname"):  # Python >= 3.11
+        names["co_qualname"] = name
+    code = fn.__code__.replace(**names)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _no_duck_shapes():
+    # Equal sizes would otherwise share a symbol, and a later chunk with other sizes recompile.
+    try:
+        from torch.fx.experimental import _config
+        return _config.patch(use_duck_shape=False)
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
+
+
+class Kernel:
+    """A per-tensor update ``fn(param, grad, *states, hp)`` and its compiled forms.
+
+    ``fn`` mutates its tensors in place and reads scalars as ``hp[i]``, where ``hp`` is a tuple of
+    floats (eager) or a 1-D tensor (compiled), so one body of code serves every path.
+    """
+
+    def __init__(self, fn: Callable[..., None], chunk: int = CHUNK):
+        self.fn = fn
+        self.chunk = chunk
+        self._chunked: Callable[..., None] | None = None
+        self._grouped: Callable[..., None] | None = None
+        self._scratch: dict[tuple, list[tuple[Tensor, ...]]] = {}
+
+    def _compiled_chunked(self) -> Callable[..., None]:
+        if self._chunked is None:
+            _announce(self.fn, CHUNKED)
+            fn, size = self.fn, self.chunk
+
+            def chunked(tensor_lists: list[list[Tensor]], hp: Tensor) -> None:
+                for i in range(size):
+                    fn(*(ts[i] for ts in tensor_lists), hp[i])
+
+            self._chunked = torch.compile(_renamed(chunked, f"{fn.__name__}_chunked"),
+                                          dynamic=True, fullgraph=True)
+        return self._chunked
+
+    def _compiled_grouped(self) -> Callable[..., None]:
+        if self._grouped is None:
+            _announce(self.fn, GROUPED)
+            fn = self.fn
+
+            def grouped(tensor_lists: list[list[Tensor]], hp: Tensor) -> None:
+                for i in range(len(tensor_lists[0])):
+                    fn(*(ts[i] for ts in tensor_lists), hp[i])
+
+            self._grouped = torch.compile(_renamed(grouped, f"{fn.__name__}_grouped"),
+                                          dynamic=False, fullgraph=True)
+        return self._grouped
+
+    def _padding(self, like: Sequence[Tensor], count: int) -> list[tuple[Tensor, ...]]:
+        """Distinct 2-element scratch tensor sets that fill a short chunk (their update is
+        thrown away; distinct, because dynamo guards against repeated inputs)."""
+        key = tuple((t.dtype, t.device) for t in like)
+        pool = self._scratch.setdefault(key, [])
+        while len(pool) < count:
+            pool.append(tuple(torch.zeros(2, dtype=t.dtype, device=t.device) for t in like))
+        return pool[:count]
+
+    def run_chunked(self, sets: list[tuple[Tensor, ...]], hps: list[tuple]) -> None:
+        """Tensor sets (param, grad, states...) of one dtype signature, ``chunk`` per call."""
+        size = self.chunk
+        for start in range(0, len(sets), size):
+            # flattened, then detached: a plain alias without ``_base``, on which dynamo would
+            # otherwise guard (and recompile for every base shape)
+            chunk = [tuple(t.view(-1).detach() for t in ts) for ts in sets[start:start + size]]
+            rows = list(hps[start:start + size])
+            real = len(chunk)
+            pad = size - real
+            if pad:
+                chunk += self._padding(chunk[0], pad)
+                rows += [rows[0]] * pad
+            if not _BROKEN:
+                try:
+                    with _no_duck_shapes():
+                        self._compiled_chunked()([list(ts) for ts in zip(*chunk)],
+                                                 hp_tensor(rows))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any compiler failure means "eager"
+                    _disable(exc)
+            for tensors, row in zip(chunk[:real], rows):
+                self.fn(*tensors, row)
+
+    def run_grouped(self, tensor_lists: list[list[Tensor]], hp: Tensor) -> None:
+        """Every tensor set of the step in one compiled call; ``hp`` has one row per set."""
+        if not _BROKEN:
+            try:
+                self._compiled_grouped()(tensor_lists, hp)
+                return
+            except Exception as exc:  # noqa: BLE001
+                _disable(exc)
+        for i in range(len(tensor_lists[0])):
+            self.fn(*(ts[i] for ts in tensor_lists), hp[i])
+
+
+def hp_tensor(values: Sequence, device: torch.device | None = None) -> Tensor:
+    """Hyperparameters for a compiled call: float64 on CPU (bias corrections stay exact),
+    float32 on accelerators. A tuple gives a 1-D tensor, a list of tuples one row per tensor."""
+    if device is None or device.type == "cpu":
+        return torch.tensor(values, dtype=torch.float64)
+    return torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True)
+
+
+def check_grad(name: str, p: Tensor, maximize: bool = False) -> Tensor:
+    """The gradient of ``p`` (negated to maximize), refusing what the kernels cannot take."""
+    grad = p.grad
+    if grad.is_sparse:
+        raise RuntimeError(f"{name} does not support sparse gradients")
+    if torch.is_complex(p):
+        raise RuntimeError(f"{name} does not support complex parameters")
+    return torch.neg(grad) if maximize else grad
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _in_fp32(works: list) -> tuple[list, list]:
+    """Work items with fp32 copies of low-precision tensors, and (original, copy) pairs to write
+    back (parameters and states; the gradient is only read)."""
+    converted, write_back = [], []
+    for tensors, hp in works:
+        if not any(t.dtype in LOW_PRECISION for t in tensors):
+            converted.append((tensors, hp))
+            continue
+        copies = tuple(t.float() for t in tensors)
+        converted.append((copies, hp))
+        write_back += [(t, c) for i, (t, c) in enumerate(zip(tensors, copies)) if i != 1 and t is not c]
+    return converted, write_back
+
+
+ForeachFn = Callable[..., None]  # foreach_fn(tensor_lists, hp_tuple) for one bucket
+
+
+def run(kernel: Kernel, foreach_fn: ForeachFn, works: list[tuple[tuple[Tensor, ...], tuple]],
+        fast: bool | None, foreach: bool | None) -> None:
+    """Apply one algorithm to every ``(tensors, hp)`` work item along the chosen path.
+
+    ``tensors`` is ``(param, grad, *states)``; ``hp`` a tuple of floats (the same values for the
+    eager, foreach and compiled paths, so they compute the same formula).
+    """
+    if not works:
+        return
+    works, write_back = _in_fp32(works)
+    _run(kernel, foreach_fn, works, fast, foreach)
+    for original, copy in write_back:
+        original.copy_(copy)
+
+
+def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
+         foreach: bool | None) -> None:
+    device = works[0][0][0].device
+    main, rest = choose_path(fast, foreach, device)
+    leftover = works
+    if main == COMPILED:
+        leftover = []
+        if strategy_for(device) == GROUPED:
+            mine = [w for w in works if w[0][0].device == device]
+            leftover = [w for w in works if w[0][0].device != device]
+            lists = [list(ts) for ts in zip(*(w[0] for w in mine))]
+            kernel.run_grouped(lists, hp_tensor([w[1] for w in mine], device))
+        else:
+            by_dtypes: dict[tuple, list] = {}
+            for tensors, hp in works:
+                if tensors[0].numel() >= MIN_NUMEL and compilable(*tensors):
+                    by_dtypes.setdefault(tuple((t.dtype, t.device) for t in tensors), []).append(
+                        (tensors, hp))
+                else:
+                    leftover.append((tensors, hp))
+            for items in by_dtypes.values():
+                kernel.run_chunked([w[0] for w in items], [w[1] for w in items])
+    if rest == SINGLE:
+        for tensors, hp in leftover:
+            kernel.fn(*tensors, hp)
+        return
+    buckets: dict[tuple, list[list[Tensor]]] = {}
+    for tensors, hp in leftover:
+        key = (tensors[0].device, tensors[0].dtype, hp)
+        lists = buckets.setdefault(key, [[] for _ in tensors])
+        for dst, t in zip(lists, tensors):
+            dst.append(t)
+    for (_, _, hp), lists in buckets.items():
+        foreach_fn(lists, hp)

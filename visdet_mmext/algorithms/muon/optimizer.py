@@ -1,0 +1,254 @@
+"""Muon for any model: orthogonalised momentum for matrices, AdamW for everything else.
+
+One optimizer, one flag per param group (``use_muon``), so mmengine's schedulers, gradient
+clipping and checkpoints see a single optimizer.
+
+Muon groups (``lr, momentum, nesterov, weight_decay, ns_steps, adjust_lr``), per parameter::
+
+    B <- momentum * B + (1 - momentum) * g              # state "momentum_buffer"
+    U <- (1 - momentum) * g + momentum * B  if nesterov else B
+    O <- NewtonSchulz5(U viewed as rows x cols)         # conv kernels: out x (in*kh*kw)
+    p <- p * (1 - lr * weight_decay) - lr * scale * O
+
+with ``scale`` computed on the flattened matrix: ``original`` sqrt(max(1, rows/cols)) (Keller
+Jordan, lr ~0.02) or ``match_rms_adamw`` 0.2*sqrt(max(rows, cols)) (Moonlight, AdamW-sized lr).
+This is ``torch.optim.Muon``'s formula, extended to >2-D tensors. Newton-Schulz runs in
+``ns_dtype``: bf16 on CUDA, fp32 on CPU (CPUs without bf16 units run bf16 GEMMs several times
+slower).
+
+AdamW groups (``lr, betas, eps, weight_decay``) run torch's AdamW update (decoupled decay, bias
+correction; states ``step``, ``exp_avg``, ``exp_avg_sq``).
+
+Groups carry ``use_muon``. A group without it is split by shape (``hybrid.split_by_shape``:
+>= 2 dims to Muon, the rest to AdamW with the ``adamw_*`` settings), so
+``optimizer=dict(type='Muon')`` with mmengine's default constructor trains any model; routing
+embeddings, stems and heads to AdamW is the package constructor's job.
+
+Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schulz products of
+same-shaped matrices batched, across param groups), fast (additionally the compiled AdamW kernel;
+on CUDA small matrices of different shapes share zero-padded batches).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .. import dispatch
+from .._adam import adam_state, adamw_foreach, adamw_tensor, bias_corrections
+from .hybrid import adamw_settings, split_by_shape
+from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
+
+ADJUST_LR = ("original", "match_rms_adamw")
+#: Devices where the fast path zero-pads small matrices of different shapes into shared batches:
+#: launch-bound GPUs gain, FLOP-bound CPUs would only lose.
+PAD_DEVICE_TYPES = ("cuda",)
+
+
+def matrix_shape(p: Tensor) -> tuple[int, int]:
+    """The matrix Muon orthogonalises for ``p``: (shape[0], prod(shape[1:]))."""
+    return p.shape[0], math.prod(p.shape[1:])
+
+
+def lr_scale(adjust_lr: str, rows: int, cols: int) -> float:
+    """Shape factor on the Muon lr, for the flattened matrix."""
+    if adjust_lr == "original":
+        return math.sqrt(max(1.0, rows / cols))
+    if adjust_lr == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
+
+
+_ADAMW = dispatch.Kernel(adamw_tensor, chunk=4)
+
+
+class Muon(Optimizer):
+    """Hybrid Muon + AdamW (see the module docstring for the update).
+
+    Args:
+        params: tensors or param-group dicts. Groups with ``use_muon`` are taken as they are;
+            others are split by dimension (>= 2-D: Muon, rest: AdamW).
+        lr, momentum, nesterov, weight_decay, ns_steps, adjust_lr: Muon group defaults.
+        adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW side's settings
+            (defaults: :func:`~visdet_mmext.algorithms.muon.hybrid.adamw_settings`).
+        ns_dtype: Newton-Schulz dtype; None: bf16 on CUDA, fp32 elsewhere.
+        maximize, foreach, fast: see :class:`visdet_mmext.algorithms.lion.Lion`.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 0.02, momentum: float = 0.95,
+                 nesterov: bool = True, weight_decay: float = 0.0, ns_steps: int = 5,
+                 adjust_lr: str = "original", adamw_lr: float | None = None,
+                 adamw_betas: tuple[float, float] | None = None, adamw_eps: float | None = None,
+                 adamw_weight_decay: float | None = None, *, ns_dtype: torch.dtype | None = None,
+                 maximize: bool = False, foreach: bool | None = None, fast: bool | None = None):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Invalid momentum: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        _check_ns_steps(ns_steps)
+        lr_scale(adjust_lr, 1, 1)  # validates the name
+        self.adamw = adamw_settings(lr, weight_decay, adjust_lr, adamw_lr, adamw_betas, adamw_eps,
+                                    adamw_weight_decay)
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                        ns_steps=ns_steps, adjust_lr=adjust_lr, betas=self.adamw["betas"],
+                        eps=self.adamw["eps"], ns_dtype=ns_dtype, maximize=maximize,
+                        foreach=foreach, fast=fast)
+        super().__init__(params, defaults)
+
+    def __getstate__(self):  # copies and pickles keep the AdamW side's settings
+        return {**super().__getstate__(), "adamw": self.adamw}
+
+    def add_param_group(self, param_group: dict) -> None:
+        group = dict(param_group)
+        group["params"] = _as_list(group["params"])
+        if "use_muon" not in group:
+            for part in split_by_shape(group, self.defaults["lr"], self.defaults["weight_decay"],
+                                       self.adamw):
+                self.add_param_group(part)
+            return
+        if group["use_muon"]:
+            _check_muon_group(group, self.defaults)
+        else:
+            for key in ("lr", "betas", "eps", "weight_decay"):
+                group.setdefault(key, self.adamw[key])
+        super().add_param_group(group)
+
+    def _ns_dtype(self, device: torch.device) -> torch.dtype:
+        if self.defaults["ns_dtype"] is not None:
+            return self.defaults["ns_dtype"]
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        adamw_works, muon_items = [], []
+        for group in self.param_groups:
+            if group["use_muon"]:
+                _check_muon_group(group, self.defaults)
+                for p in group["params"]:
+                    if p.grad is None or p.numel() == 0:
+                        continue
+                    grad = dispatch.check_grad("Muon", p, group["maximize"])
+                    state = self.state[p]
+                    if not state:
+                        state["momentum_buffer"] = torch.zeros_like(
+                            p, memory_format=torch.preserve_format)
+                    muon_items.append((p, grad, state["momentum_buffer"], group))
+            else:
+                self._collect_adamw(group, adamw_works)
+        dispatch.run(_ADAMW, adamw_foreach, adamw_works, self.defaults["fast"],
+                     self.defaults["foreach"])
+        if muon_items:
+            self._muon_update(muon_items)
+        return loss
+
+    def _collect_adamw(self, group: dict, works: list) -> None:
+        beta1, beta2 = (float(b) for b in group["betas"])
+        base = (float(group["lr"]), float(group["weight_decay"]), beta1, beta2,
+                float(group["eps"]))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = dispatch.check_grad("Muon (AdamW side)", p, group["maximize"])
+            state = adam_state(self.state[p], p)
+            state["step"] += 1
+            hp = base + bias_corrections(state["step"], beta1, beta2, True)
+            works.append(((p, grad, state["exp_avg"], state["exp_avg_sq"]), hp))
+
+    def _muon_update(self, items: list) -> None:
+        device = items[0][0].device
+        main, rest = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
+        if main == dispatch.SINGLE:
+            for p, grad, buf, group in items:  # the per-matrix loop
+                update = _momentum_single(grad, buf, group)
+                rows, cols = matrix_shape(p)
+                ortho = orthogonalize(update.reshape(rows, cols), group["ns_steps"],
+                                      self._ns_dtype(p.device))
+                _apply(p, ortho, group, rows, cols)
+            return
+        pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
+        # One bucket per batch of Newton-Schulz products; a bucket is finished (momentum,
+        # orthogonalisation, update) before the next starts, which bounds the extra memory.
+        buckets: dict[tuple, list] = {}
+        for item in items:
+            p, group = item[0], item[3]
+            rows, cols = sorted(matrix_shape(p))
+            if pad and rows * cols <= PAD_MAX_NUMEL:
+                rows, cols = 0, 0  # all small matrices: one padded call, sub-batched inside
+            key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device))
+            buckets.setdefault(key, []).append(item)
+        for (_, _, _, ns_steps, ns_dtype), bucket in buckets.items():
+            updates = _momentum_foreach(bucket)
+            shapes = [matrix_shape(p) for p, *_ in bucket]
+            matrices = [u.reshape(shape) for u, shape in zip(updates, shapes)]
+            del updates
+            orthos = orthogonalize_many(matrices, ns_steps, ns_dtype, pad=pad)
+            del matrices
+            for (p, _, _, group), ortho, (rows, cols) in zip(bucket, orthos, shapes):
+                _apply(p, ortho, group, rows, cols)
+
+
+def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
+    momentum = group["momentum"]
+    buf.lerp_(grad, 1 - momentum)
+    return grad.lerp(buf, momentum) if group["nesterov"] else buf
+
+
+def _momentum_foreach(items: list) -> list[Tensor]:
+    """Momentum (and Nesterov look-ahead) for items sharing a device, via foreach per setting."""
+    out: list[Tensor] = [None] * len(items)  # type: ignore[list-item]
+    by_setting: dict[tuple, list[int]] = {}
+    for i, (p, _, _, group) in enumerate(items):
+        by_setting.setdefault((float(group["momentum"]), bool(group["nesterov"]), p.dtype),
+                              []).append(i)
+    for (momentum, nesterov, _), idx in by_setting.items():
+        grads = [items[i][1] for i in idx]
+        bufs = [items[i][2] for i in idx]
+        torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        updates = torch._foreach_lerp(grads, bufs, momentum) if nesterov else bufs
+        for i, u in zip(idx, updates):
+            out[i] = u
+    return out
+
+
+def _apply(p: Tensor, ortho: Tensor, group: dict, rows: int, cols: int) -> None:
+    lr = float(group["lr"])
+    if group["weight_decay"] != 0:
+        p.mul_(1 - lr * float(group["weight_decay"]))
+    p.add_(ortho.reshape(p.shape), alpha=-lr * lr_scale(group["adjust_lr"], rows, cols))
+
+
+def _as_list(params) -> list:
+    if isinstance(params, Tensor):
+        return [params]
+    if isinstance(params, set):
+        raise TypeError("optimizer parameters need to be organized in ordered collections, "
+                        "but the ordering of tensors in sets will change between runs.")
+    return list(params)
+
+
+def _check_ns_steps(ns_steps: int) -> None:
+    # 0 steps would skip the orthogonalisation, i.e. not be Muon at all
+    if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 1 <= ns_steps < 100:
+        raise ValueError(f"ns_steps must be an int in [1, 100), got {ns_steps!r}")
+
+
+def _check_muon_group(group: dict, defaults: dict) -> None:
+    lr_scale(group.get("adjust_lr", defaults["adjust_lr"]), 1, 1)
+    _check_ns_steps(group.get("ns_steps", defaults["ns_steps"]))
+    for item in group["params"]:
+        p = item[1] if isinstance(item, tuple) else item  # a tensor or a (name, tensor) pair
+        if p.ndim < 2:
+            name = f" ({item[0]})" if isinstance(item, tuple) else ""
+            raise ValueError(
+                f"Muon: a use_muon=True param group holds a tensor of shape "
+                f"{tuple(p.shape)}{name}; "
+                "Muon needs >= 2 dims (put it in a use_muon=False group, which runs AdamW)")

@@ -1,0 +1,82 @@
+"""Config adapters: what some optimizers need from an mmengine build that others do not.
+
+A catalog row may name one. The constructor calls it with the :class:`BuildPlan` (param groups,
+optimizer and wrapper configs, the model) before the optimizer exists; it edits the plan or raises
+:class:`OptimizerConfigError` naming the fix. The first docstring line is the row's README note.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..errors import OptimizerConfigError
+
+
+@dataclass
+class BuildPlan:
+    """What the constructor is about to build."""
+    name: str  # registry name of the optimizer (or class name)
+    optimizer_cfg: dict
+    wrapper_cfg: dict
+    groups: list[dict]  # param groups (a single group for a plain parameter list)
+    model: nn.Module
+    notes: list[str] = field(default_factory=list)
+
+
+def sparse_only(plan: BuildPlan) -> None:
+    """Refuses dense parameters before training."""
+    sparse = {id(m.weight) for m in plan.model.modules()
+              if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse}
+    names = {id(p): n for n, p in plan.model.named_parameters()}
+    dense = [names.get(id(p), tuple(p.shape)) for g in plan.groups for p in g["params"]
+             if id(p) not in sparse and p.requires_grad]
+    if dense:
+        shown = ", ".join(map(str, dense[:5])) + (" ..." if len(dense) > 5 else "")
+        raise OptimizerConfigError(
+            f"SparseAdam steps only sparse gradients, which come from nn.Embedding(sparse=True) or "
+            f"nn.EmbeddingBag(sparse=True); {len(dense)} parameter(s) would get dense gradients: "
+            f"{shown}. Make those embeddings sparse, freeze the dense parameters, or use Adam.")
+
+
+def _group_lrs(plan: BuildPlan, base_lr: float) -> set:
+    return {g.get("lr", base_lr) for g in plan.groups}
+
+
+def lr_mult_as_layer_scale(plan: BuildPlan) -> None:
+    """lr_mult becomes layer_scale; d*lr logged as train/effective_lr."""
+    base_lr = plan.optimizer_cfg.get("lr", 1.0)
+    if len(_group_lrs(plan, base_lr)) > 1:
+        for group in plan.groups:  # DAdaptAdam scales its step per group by layer_scale
+            group["layer_scale"] = group.pop("lr", base_lr) / base_lr if base_lr else 1.0
+            group["lr"] = base_lr
+        plan.notes.append(f"{plan.name}: lr multipliers applied as layer_scale")
+
+
+def single_lr(plan: BuildPlan) -> None:
+    """Refuses per-group lr; d*lr logged as train/effective_lr."""
+    base_lr = plan.optimizer_cfg.get("lr", 1.0)
+    lrs = _group_lrs(plan, base_lr)
+    if len(lrs) > 1:
+        raise OptimizerConfigError(
+            f"{plan.name} needs the same lr in every param group (it adapts one step size d), but "
+            f"paramwise_cfg gives {len(lrs)} different values {sorted(lrs)}. Remove lr_mult/"
+            "bias_lr_mult from paramwise_cfg, or use DAdaptAdam, which maps them to layer_scale.")
+
+
+def relative_step(plan: BuildPlan) -> None:
+    """lr=None logs the relative step it applies instead of crashing the lr logger."""
+    relative = plan.optimizer_cfg.get("relative_step", True)
+    if relative and plan.optimizer_cfg.get("lr") is not None:
+        raise OptimizerConfigError("Adafactor: lr is ignored with relative_step=True; drop lr, or set "
+                                   "relative_step=False (and scale_parameter=False) to use it.")
+    if not relative and plan.optimizer_cfg.get("lr") is None:
+        raise OptimizerConfigError("Adafactor: relative_step=False needs a numeric lr.")
+    if relative:
+        # the constructor groups with a placeholder base lr of 1.0 when lr is None
+        if {g.get("lr") for g in plan.groups} - {None, 1.0}:
+            raise OptimizerConfigError("Adafactor with relative_step=True computes its own step size: "
+                                       "lr multipliers in paramwise_cfg have no effect. Remove them "
+                                       "or use relative_step=False with a numeric lr.")
+        for group in plan.groups:
+            group.pop("lr", None)

@@ -1,0 +1,188 @@
+"""The catalog table: one row per optimizer name, with everything known about it.
+
+A name means one class whatever else is installed (fixed-name policy): torch's names, this
+package's ``Lion``/``LAMB``/``Muon``/1-bit optimizers, Hugging Face ``Adafactor``; a bitsandbytes
+class whose name torch or this package owns gets the ``bnb_`` prefix.
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from . import adapters
+from .spec import (ZERO_AS_ADAGRAD, ZERO_AS_ADAM, ZERO_AS_LION, ZERO_AS_MUON, ZERO_NATIVE, Catalog,
+                   Impossible, OptimizerSpec)
+
+
+def _settings(**values) -> MappingProxyType:
+    return MappingProxyType(values)
+
+
+def _torch(name, doc, attribute=None, **facts) -> OptimizerSpec:
+    return OptimizerSpec(name, "torch", f"torch.optim:{attribute or name}", doc, **facts)
+
+
+#: Names owned by torch or by this package.
+FIXED_NAMES = frozenset({
+    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "RMSprop", "RAdam", "NAdam", "ASGD",
+    "Rprop", "LBFGS", "Adamax", "SparseAdam", "TorchAdafactor", "TorchMuon",
+    "Lion", "LAMB", "Muon", "Adafactor", "OnebitAdam", "OnebitLamb", "ZeroOneAdam",
+})
+BNB_PREFIXED = frozenset({"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Lion", "LAMB"})
+
+_LION = _settings(lr=1e-4, weight_decay=0.5)  # lr 3-10x smaller, decay 3-10x larger than AdamW's
+_TRUST_RATIO = ("its trust ratio ||w||/||update|| is computed per flat ZeRO partition (one per "
+                "param group and rank), not per parameter")
+_FACTORED = ("its factored second moment needs 2-D tensors; on 1-D partitions it keeps full "
+             "second moments and its RMS scaling spans the whole group")
+_FLAT_MUON = Impossible("updates only 2-D matrices, and ZeRO hands the optimizer flat 1-D "
+                        "partitions (it fails at the first step)",
+                        "use type='Muon' (this package's hybrid Muon, which runs on DeepSpeed's "
+                        "own Muon under ZeRO) or ZeRO stage 0")
+
+TORCH_ROWS = (
+    _torch("SGD", "Stochastic gradient descent with optional (Nesterov) momentum",
+           example=_settings(lr=0.01, momentum=0.9, weight_decay=1e-4), elementwise=True),
+    _torch("Adam", "Adam (L2 weight decay)", zero_as=ZERO_AS_ADAM),
+    _torch("AdamW", "Adam with decoupled weight decay; the usual default",
+           example=_settings(lr=1e-3, weight_decay=0.05), zero_as=ZERO_AS_ADAM),
+    _torch("Adagrad", "Adagrad: per-coordinate step from summed squared gradients",
+           example=_settings(lr=0.01), zero_as=ZERO_AS_ADAGRAD),
+    _torch("Adadelta", "Adadelta: Adagrad with a decaying window, unit-free steps",
+           example=_settings(lr=1.0), elementwise=True),
+    _torch("RMSprop", "RMSprop: step divided by a running RMS of gradients", elementwise=True),
+    _torch("RAdam", "Rectified Adam: variance rectification replaces warm-up", elementwise=True),
+    _torch("NAdam", "Adam with Nesterov momentum", example=_settings(lr=2e-3), elementwise=True),
+    _torch("ASGD", "Averaged SGD", example=_settings(lr=0.01), elementwise=True),
+    _torch("Rprop", "Resilient propagation (sign-based, full-batch)", example=_settings(lr=0.01),
+           elementwise=True),
+    _torch("LBFGS", "Limited-memory BFGS (quasi-Newton)", wrapper="ClosureOptimWrapper",
+           example=_settings(lr=1.0, max_iter=1, history_size=10),
+           zero_impossible=Impossible("needs a closure that re-evaluates the loss, which "
+                                      "DeepSpeed's engine never passes",
+                                      "use AdamW, or train without DeepSpeed")),
+    _torch("Adamax", "Adam with the infinity norm", example=_settings(lr=2e-3), elementwise=True),
+    _torch("SparseAdam", "Adam for sparse gradients (nn.Embedding(sparse=True))", toy="sparse",
+           adapter=adapters.sparse_only,
+           zero_impossible=Impossible("steps sparse gradients, and ZeRO reduces dense flat "
+                                      "gradients", "use Adam/AdamW")),
+    _torch("TorchAdafactor", "torch's Adafactor (factored second moment, relative step)",
+           "Adafactor", example=_settings(lr=1e-2), zero_loses=_FACTORED),
+    _torch("TorchMuon", "torch's Muon: 2-D parameters only", "Muon", toy="matrices",
+           example=_settings(lr=0.02, weight_decay=0.01), zero_impossible=_FLAT_MUON),
+)
+
+NATIVE_ROWS = (
+    OptimizerSpec("Lion", "native", "visdet_mmext.algorithms.lion:Lion",
+                  "Lion: sign of interpolated momentum, decoupled weight decay, 4 B/param state",
+                  example=_LION, zero_as=ZERO_AS_LION, elementwise=True),
+    OptimizerSpec("LAMB", "native", "visdet_mmext.algorithms.lamb:LAMB",
+                  "LAMB: Adam update scaled per parameter by the trust ratio ||w||/||update||",
+                  example=_settings(lr=2e-3, weight_decay=0.01), zero_loses=_TRUST_RATIO),
+    OptimizerSpec("Muon", "native", "visdet_mmext.algorithms.muon:Muon",
+                  "Muon (hybrid): orthogonalised momentum for matrices, AdamW for the rest",
+                  example=_settings(lr=0.02, weight_decay=0.01), routes_muon=True,
+                  zero_as=ZERO_AS_MUON),
+)
+
+HF_ROWS = (
+    OptimizerSpec("Adafactor", "transformers", "visdet_mmext.algorithms.hf_adafactor:Adafactor",
+                  "Hugging Face Adafactor (relative step when lr=None)", extra="hf",
+                  example=_settings(), adapter=adapters.relative_step, zero_loses=_FACTORED),
+)
+
+_D_ADAPT = ("its step size d is estimated from the parameters it sees, and each rank sees only "
+            "its partition")
+
+
+def _dadapt(name: str, what: str, adapter) -> OptimizerSpec:
+    return OptimizerSpec(name, "dadaptation", f"dadaptation:{name}",
+                         f"D-Adaptation {what}: learning-rate-free (set lr=1.0)", extra="dadapt",
+                         example=_settings(lr=1.0), adapter=adapter, wrapper="DAdaptOptimWrapper",
+                         zero_loses=_D_ADAPT)
+
+
+DADAPT_ROWS = (
+    _dadapt("DAdaptAdam", "Adam", adapters.lr_mult_as_layer_scale),
+    _dadapt("DAdaptAdaGrad", "AdaGrad", adapters.single_lr),
+    _dadapt("DAdaptSGD", "SGD", adapters.single_lr),
+    _dadapt("DAdaptAdan", "Adan", adapters.single_lr),
+    _dadapt("DAdaptLion", "Lion", adapters.single_lr),
+)
+
+#: bitsandbytes family -> (what it is, example settings, paged variants exist)
+_BNB_FAMILIES = {
+    "Adam": ("Adam", _settings(lr=1e-3), True),
+    "AdamW": ("AdamW (decoupled weight decay)", _settings(lr=1e-3, weight_decay=0.05), True),
+    "SGD": ("SGD with momentum", _settings(lr=0.01, momentum=0.9, weight_decay=1e-4), False),
+    "RMSprop": ("RMSprop", _settings(lr=1e-3), False),
+    "Adagrad": ("Adagrad", _settings(lr=0.01), False),
+    "Lion": ("Lion", _LION, True),
+    "LAMB": ("LAMB (update-norm clipped)", _settings(lr=1e-3), False),
+    "LARS": ("LARS", _settings(lr=0.1, momentum=0.9), False),
+    "AdEMAMix": ("AdEMAMix (two momenta)", _settings(lr=1e-3), True),
+}
+#: bitsandbytes 0.50's CPU backend fails inside the AdEMAMix 32-bit kernel.
+BNB_CUDA_ONLY = frozenset({"AdEMAMix32bit", "PagedAdEMAMix32bit"})
+_BNB_8BIT = ("min_8bit_size and per-parameter 32-bit overrides (GlobalOptimManager, "
+             "StableEmbedding) no longer apply: a whole partition is one tensor")
+
+
+def _bnb(name: str, doc: str, example) -> OptimizerSpec:
+    return OptimizerSpec(f"bnb_{name}" if name in BNB_PREFIXED else name, "bitsandbytes",
+                         f"bitsandbytes.optim:{name}", doc, extra="bnb", example=example,
+                         devices=("cuda",) if name in BNB_CUDA_ONLY else ("cpu", "cuda"),
+                         zero_loses=_TRUST_RATIO if "LAMB" in name or "LARS" in name
+                         else _BNB_8BIT if "8bit" in name else None)
+
+
+def _bnb_rows() -> list[OptimizerSpec]:
+    rows = []
+    for family, (what, example, paged) in _BNB_FAMILIES.items():
+        variants = [(family, "32-bit state by default"), (f"{family}8bit", "8-bit block-wise state"),
+                    (f"{family}32bit", "32-bit state")]
+        if paged:
+            variants += [(f"Paged{family}", "paged 32-bit state (CUDA paging)"),
+                         (f"Paged{family}8bit", "paged 8-bit state"),
+                         (f"Paged{family}32bit", "paged 32-bit state")]
+        rows += [_bnb(name, f"bitsandbytes {what}, {state}", example) for name, state in variants]
+    rows.append(_bnb("PytorchLARS", "bitsandbytes LARS written in plain PyTorch",
+                     _settings(lr=0.1, momentum=0.9)))
+    return rows
+
+
+def _deepspeed(name, module, doc, builder, **facts) -> OptimizerSpec:
+    return OptimizerSpec(name, "deepspeed", f"{module}:{name}", doc, extra="deepspeed",
+                         op_builder=builder, **facts)
+
+
+DEEPSPEED_ROWS = (
+    _deepspeed("FusedAdam", "deepspeed.ops.adam", "DeepSpeed fused multi-tensor Adam/AdamW",
+               "FusedAdamBuilder", zero_as=ZERO_AS_ADAM),
+    _deepspeed("DeepSpeedCPUAdam", "deepspeed.ops.adam",
+               "DeepSpeed vectorised CPU Adam/AdamW (ZeRO-Offload)", "CPUAdamBuilder",
+               zero_as=ZERO_NATIVE),
+    _deepspeed("DeepSpeedCPUAdagrad", "deepspeed.ops.adagrad", "DeepSpeed vectorised CPU Adagrad",
+               "CPUAdagradBuilder", example=_settings(lr=0.01), zero_as=ZERO_AS_ADAGRAD),
+    _deepspeed("DeepSpeedCPULion", "deepspeed.ops.lion",
+               "DeepSpeed vectorised CPU Lion (ZeRO-Offload)", "CPULionBuilder", example=_LION,
+               zero_as=ZERO_NATIVE),
+    _deepspeed("FusedLamb", "deepspeed.ops.lamb", "DeepSpeed fused LAMB", "FusedLambBuilder",
+               devices=("cuda",), zero_loses=_TRUST_RATIO),
+    _deepspeed("FusedLion", "deepspeed.ops.lion", "DeepSpeed fused Lion", "FusedLionBuilder",
+               devices=("cuda",), example=_LION, elementwise=True),
+)
+
+ONEBIT_ROWS = (
+    _deepspeed("OnebitAdam", "deepspeed.runtime.fp16.onebit.adam",
+               "DeepSpeed 1-bit Adam (compressed communication)", None, devices=("cuda",),
+               removed_in="0.19.7"),
+    _deepspeed("OnebitLamb", "deepspeed.runtime.fp16.onebit.lamb",
+               "DeepSpeed 1-bit LAMB (compressed communication)", None, devices=("cuda",),
+               removed_in="0.19.7"),
+    _deepspeed("ZeroOneAdam", "deepspeed.runtime.fp16.onebit.zoadam",
+               "DeepSpeed 0/1 Adam (compressed communication)", None, devices=("cuda",),
+               removed_in="0.19.7"),
+)
+
+CATALOG = Catalog((*TORCH_ROWS, *NATIVE_ROWS, *HF_ROWS, *DADAPT_ROWS, *_bnb_rows(),
+                   *DEEPSPEED_ROWS, *ONEBIT_ROWS))

@@ -1,0 +1,52 @@
+"""Every exception this package raises on purpose (standard library only, so raising is cheap).
+
+``tools/train.py`` and ``visdet-mmext train`` turn any :class:`VisdetError` into exit code 2 and
+its message, without a traceback: each one says what is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+import pickle
+
+
+class VisdetError(Exception):
+    """A problem with the user's config, checkpoint or environment, explained in the message."""
+
+
+class OptimizerConfigError(VisdetError, ValueError):
+    """The ``optim_wrapper`` part of a config cannot work."""
+
+
+class RoutingError(OptimizerConfigError):
+    """Muon routing rules contradict each other or the shapes."""
+
+
+class DeepSpeedConfigError(OptimizerConfigError):
+    """The DeepSpeed part of the strategy config cannot work as written."""
+
+
+class CheckpointError(VisdetError):
+    """A checkpoint cannot be used."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint holds an object outside the allowlist; nothing in it was run."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is truncated or its bytes do not match their checksums."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """Optimizer state saved with another optimizer, grouping or Muon routing."""
+
+
+class NeedsCudaError(VisdetError, RuntimeError):
+    """An optimizer's kernel does not exist on this machine's accelerator."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason  # short form, for the availability report
+
+
+class ProviderError(VisdetError, RuntimeError):
+    """An optimizer provider failed while ``VISDET_MMEXT_STRICT=1``."""

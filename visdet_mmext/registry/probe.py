@@ -1,0 +1,81 @@
+"""Deep availability checks for ``python -m visdet_mmext list`` and ``check``.
+
+Import time registers DeepSpeed lazily and trusts what it cannot see cheaply; here every
+lazy name is resolved for real (DeepSpeed imported, its op looked up on this accelerator),
+and ``take_one_step`` builds an optimizer through mmengine and steps it once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..catalog import CATALOG
+from ..errors import NeedsCudaError
+from .availability import AVAILABLE, IMPORT_ERROR, NEEDS_CUDA, Availability, qualified_name
+
+
+def resolve_lazy(name: str, info: Availability, registered) -> Availability:
+    """Resolve a lazily registered builder to its class, or explain why it cannot run here."""
+    spec = getattr(registered, "lazy_spec", None)
+    if spec is None or info.status != AVAILABLE:
+        return info
+    from .providers.deepspeed import resolve
+    try:
+        cls = resolve(spec)
+    except NeedsCudaError as error:
+        return Availability(NEEDS_CUDA, error.reason, info.resolved, info.provider)
+    except Exception as error:
+        return Availability(IMPORT_ERROR, f"{type(error).__name__}: {error}", info.resolved,
+                            info.provider)
+    return Availability(AVAILABLE, "", qualified_name(cls), info.provider)
+
+
+class _SparseModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(32, 8, sparse=True)
+
+    def forward(self, tokens):
+        return self.embedding(tokens).pow(2).mean()
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+def _toy_problem(toy: str):
+    """A model and its loss for the catalog's toy kinds: dense, sparse (embeddings), matrices."""
+    torch.manual_seed(0)
+    if toy == "sparse":
+        model = _SparseModel()
+        tokens = torch.randint(0, 32, (16,))
+        return model, lambda: model(tokens)
+    bias = toy != "matrices"  # e.g. torch's Muon takes only 2-D parameters
+    model = nn.Sequential(nn.Linear(8, 16, bias=bias), nn.ReLU(), nn.Linear(16, 4, bias=bias))
+    inputs, targets = torch.randn(32, 8), torch.randint(0, 4, (32,))
+    return model, lambda: nn.functional.cross_entropy(model(inputs), targets)
+
+
+def take_one_step(name: str) -> StepResult:
+    """Build ``name`` through mmengine's build_optim_wrapper and take one real step."""
+    from mmengine.optim import build_optim_wrapper
+    spec = CATALOG.get(name)
+    settings = dict(spec.example) if spec is not None else {}
+    model, compute_loss = _toy_problem(spec.toy if spec is not None else "dense")
+    start = time.perf_counter()
+    try:
+        wrapper = build_optim_wrapper(model, dict(optimizer=dict(type=name, **settings)))
+        before = [p.detach().clone() for p in model.parameters()]
+        wrapper.update_params(compute_loss())
+        moved = any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+        detail = "parameters moved" if moved else "parameters did not move"
+        return StepResult(name, moved, time.perf_counter() - start, detail)
+    except Exception as error:  # reported per optimizer; `check` goes on with the others
+        return StepResult(name, False, time.perf_counter() - start, f"{type(error).__name__}: {error}")
