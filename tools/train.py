@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     import visdet_mmext  # noqa: F401  (loads every optimizer provider through entry points)
     import visdet_mmext.demo  # noqa: F401  (the embedded demo dataset, models and metric)
     from mmengine.config import Config
-    from visdet_mmext.errors import VisdetError
+    from visdet_mmext.errors import OptimizerConfigError, VisdetError
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
     if args.amp and not _has_accelerator():
@@ -236,8 +236,11 @@ def main(argv=None) -> int:
         return 2
     try:
         cfg = merge_args(Config.fromfile(args.config), args)
-        if cfg.get("optim_wrapper") is not None:
-            check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
+        if cfg.get("optim_wrapper") is None:
+            raise OptimizerConfigError(f"{args.config} has no optim_wrapper, which training needs, "
+                                       "e.g. optim_wrapper = dict(optimizer=dict(type='AdamW', "
+                                       "lr=1e-3)).")
+        check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg)
         runner.train()

@@ -6,13 +6,12 @@ CRCs), a file cut short, an empty file. Then ``tools/train.py --resume`` falls b
 intact checkpoint, and an explicit damaged path stops before training (exit code 2).
 """
 import os
-import struct
-import zipfile
 
 import pytest
 import torch
 
 import visdet_mmext.demo  # noqa: F401
+from damage import flip_byte
 from demo_utils import ROOT, cli_options, load_tool
 from visdet_mmext.checkpoint import integrity
 from visdet_mmext.errors import CorruptCheckpointError
@@ -28,20 +27,6 @@ def trained(tmp_path_factory):
     assert train_tool.main([ADAMW, "--work-dir", str(work_dir), "--cfg-options",
                             *cli_options(iters=8, checkpoint_interval=4)]) == 0
     return work_dir
-
-
-def flip_byte(path, record_suffix="/data/0"):
-    """Flip one byte in the middle of a record's data, keeping the zip structure intact."""
-    with zipfile.ZipFile(path) as archive:
-        info = next(i for i in archive.infolist() if i.filename.endswith(record_suffix))
-    with open(path, "r+b") as f:
-        f.seek(info.header_offset + 26)
-        name_length, extra_length = struct.unpack("<HH", f.read(4))
-        position = info.header_offset + 30 + name_length + extra_length + info.compress_size // 2
-        f.seek(position)
-        byte = f.read(1)
-        f.seek(position)
-        f.write(bytes([byte[0] ^ 0x10]))
 
 
 def copy(src, dst):

@@ -134,8 +134,11 @@ def test_importing_the_package_after_mmengine_runner_patches_at_once():
         import visdet_mmext
         from mmengine.registry import STRATEGIES
         assert STRATEGIES.get('DeepSpeedStrategy').__module__ == 'visdet_mmext.deepspeed.strategy'
-        assert mm.register_deepspeed_optimizers.__module__ == 'visdet_mmext.deepspeed.patches'
-        assert visdet_mmext.deepspeed.pending() == []
+        assert mm.register_deepspeed_optimizers.__module__ == 'visdet_mmext.compat.mmengine_deepspeed'
+        from visdet_mmext import compat
+        states = {p['name']: p['state'] for p in compat.report()}
+        assert states['mmengine_deepspeed_strategy'] == 'applied'
+        assert states['deepspeed_weights_only_checkpoints'] == 'applied'
         print('ok')
     """)
     assert out.splitlines()[-1].startswith("ok"), out

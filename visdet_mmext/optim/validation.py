@@ -328,6 +328,7 @@ def _wrapper_parameters(wrapper_cls) -> set[str] | None:
 def check_wrapper_settings(wrapper_cfg: Mapping, scope: str | None = None) -> None:
     """The wrapper type, its settings, ``clip_grad`` and ``accumulative_counts``."""
     wrapper_cls = _registered(OPTIM_WRAPPERS, "type", wrapper_cfg.get("type", "OptimWrapper"), scope)
+    _check_amp(wrapper_cls)
     accepted = _wrapper_parameters(wrapper_cls) if isinstance(wrapper_cls, type) else None
     for key in wrapper_cfg:
         if key in BUILD_KEYS or accepted is None or key in accepted:
@@ -342,6 +343,17 @@ def check_wrapper_settings(wrapper_cfg: Mapping, scope: str | None = None) -> No
     clip = wrapper_cfg.get("clip_grad")
     if clip is not None:
         _check_clip_grad(clip)
+
+
+def _check_amp(wrapper_cls) -> None:
+    """mmengine's AmpOptimWrapper asserts a GPU (or NPU/MLU/MUSA) when it is built."""
+    from mmengine.optim import AmpOptimWrapper
+    from mmengine.device import get_device
+    if isinstance(wrapper_cls, type) and issubclass(wrapper_cls, AmpOptimWrapper) and \
+            get_device() == "cpu":
+        raise OptimizerConfigError(
+            f"optim_wrapper type {wrapper_cls.__name__!r} (mixed precision) needs a GPU, and this "
+            "machine has none: use type='OptimWrapper' (and drop loss_scale/dtype) to train on CPU.")
 
 
 def _check_clip_grad(clip) -> None:
