@@ -101,7 +101,7 @@ class SwinBlockSequence(nn.Module):
 
 
 class SwinTransformer(nn.Module):
-    """arch tiny: width 96, depths (2, 2, 6, 2), heads (3, 6, 12, 24); one norm (out_indices=(3,))."""
+    """arch tiny: width 96, depths (2, 2, 6, 2), heads (3, 6, 12, 24); out_indices=(3,)."""
 
     def __init__(self, dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24)):
         super().__init__()

@@ -154,7 +154,8 @@ class ModuleList(nn.ModuleList):
 
 
 class FFN(nn.Module):
-    """mmcv FFN: ``layers`` = [Sequential(Linear, act, Dropout)] * (num_fcs - 1), Linear, Dropout."""
+    """mmcv FFN: ``layers`` = [Sequential(Linear, act, Dropout)] * (num_fcs - 1), Linear,
+    Dropout."""
 
     def __init__(self, embed_dims=256, feedforward_channels=1024, num_fcs=2):
         super().__init__()

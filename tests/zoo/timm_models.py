@@ -195,7 +195,8 @@ class ConvNeXt(TimmModel):
         self.head = NormMlpClassifierHead(dims[-1])
 
 
-_VIT = {"*_token": "AdamW", "pos_embed": "AdamW", "patch_embed.proj.weight": "AdamW", "blocks.*": "Muon", "head.weight": "AdamW"}
+_VIT = {"*_token": "AdamW", "pos_embed": "AdamW", "patch_embed.proj.weight": "AdamW",
+        "blocks.*": "Muon", "head.weight": "AdamW"}
 
 MODELS = [
     ZooModel("timm_deit_tiny_distilled", VisionTransformerDistilled,

@@ -10,6 +10,7 @@ the rule with examples.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from torch import nn
@@ -117,6 +118,8 @@ class Structure:
         self.by_path = {layer.path: layer for layer in self.layers}
         self.head_of = {layer.path: self._innermost_head(layer.path) for layer in self.layers}
         self.output_layer = self._model_output_layer()
+        self._reads = Counter(width for layer in self.layers for width in layer.reads)
+        self._linear_reads = Counter(layer.reads[0] for layer in self.layers if layer.is_linear)
 
     def _innermost_head(self, path: str) -> str | None:
         owners = [head for head in self.heads if _inside(path, head)]
@@ -150,12 +153,16 @@ class Structure:
                 and (within is None or self.head_of[other.path] == within)]
 
     def feeds_nothing(self, layer: Layer) -> bool:
-        """No layer of the model reads ``layer``'s output, even split into equal chunks
+        """No other layer of the model reads ``layer``'s output, even split into equal chunks
         (a fused qkv projection is read a third at a time). False where widths are unknown."""
-        if layer.writes is None or self.readers(layer):
+        if layer.writes is None:
             return False
-        return not any(width and layer.writes % width == 0 for other in self.layers
-                       if other is not layer for width in other.reads)
+        reads = self._reads - Counter(layer.reads)
+        if any(layer.writes % width == 0 for width in reads):
+            return False
+        linear_reads = self._linear_reads - Counter(layer.reads if layer.is_linear else ())
+        return not (layer.is_conv and any(width > layer.writes and width % layer.writes == 0
+                                          for width in linear_reads))
 
     def role(self, path: str) -> Role:
         layer, head = self.by_path[path], self.head_of[path]

@@ -32,10 +32,10 @@ from .output_layers import HIDDEN, PREDICTOR, Structure
 #: or a predictor whose output width is also read inside its head). Generic names (``fc``,
 #: ``head``, ``classifier``) are not here: they count only where structure says "output".
 HEAD_NAMES = frozenset({
-    "lm_head", "cls_score", "bbox_pred", "fc_cls", "fc_reg", "conv_cls", "conv_reg", "conv_centerness",
-    "conv_obj", "retina_cls", "retina_reg", "rpn_cls", "rpn_reg", "conv_logits", "atss_cls",
-    "atss_reg", "gfl_cls", "gfl_reg", "vfnet_cls", "vfnet_reg", "mask_pred",
-    "multi_level_conv_cls", "multi_level_conv_reg", "multi_level_conv_obj",
+    "lm_head", "cls_score", "bbox_pred", "fc_cls", "fc_reg", "conv_cls", "conv_reg",
+    "conv_centerness", "conv_obj", "retina_cls", "retina_reg", "rpn_cls", "rpn_reg",
+    "conv_logits", "atss_cls", "atss_reg", "gfl_cls", "gfl_reg", "vfnet_cls", "vfnet_reg",
+    "mask_pred", "multi_level_conv_cls", "multi_level_conv_reg", "multi_level_conv_obj",
 })
 #: Substrings of parameter names that mark embedding-like tables.
 EMBEDDING_MARKS = ("embed", "pos_emb", "cls_token", "dist_token", "mask_token", "reg_token",
@@ -164,8 +164,8 @@ def _default(name, param, path, module, stem, rules, structure) -> tuple[bool, s
                        f"{role.head_label} '{role.head}': {role.detail}")
     if role.kind == HIDDEN:
         if role.by_width and local in rules.heads:
-            return ADAMW, (f"output head / final predictor: named {local!r} (in "
-                           f"{role.head_label} '{role.head}', {role.detail})")
+            return ADAMW, (f"output head / final predictor: named {local!r} (by widths alone "
+                           f"hidden in {role.head_label} '{role.head}': {role.detail})")
         note = f"; hidden in {role.head_label} '{role.head}': {role.detail}"
     elif structure.output_layer is not None and path == structure.output_layer.path:
         return ADAMW, ("output head / final predictor: the model's last layer, and no layer "
