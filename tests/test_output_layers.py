@@ -110,3 +110,14 @@ def test_constructor_logs_the_warnings():
     messages = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert any(m.startswith("Muon routing: blocks.*.gate.weight") for m in messages), messages
     assert any(m.startswith("Muon routing: head.offset.weight") for m in messages), messages
+
+
+def test_a_warning_lists_names_where_one_glob_would_move_more():
+    model = Detector(KeypointHead())
+    model.blocks[1].gate = nn.Linear(16, 3)
+    warnings = _warnings_naming(route_parameters(model), "gate")
+    assert len(warnings) == 2
+    assert "add exclude=['blocks.0.gate.weight', 'blocks.2.gate.weight']" in warnings[0]
+    assert warnings[1].endswith("add exclude=['blocks.1.gate.weight']")
+    excluded = ("blocks.0.gate.weight", "blocks.2.gate.weight", "blocks.1.gate.weight")
+    assert not _warnings_naming(route_parameters(model, MuonRules(exclude=excluded)), "gate")

@@ -181,14 +181,15 @@ def _default(name, param, path, module, stem, rules, structure) -> tuple[bool, s
     return MUON, kind + note
 
 
-def _pattern(names: list[str], all_names: list[str]) -> str:
-    """One glob for ``names`` (indices that differ become ``*``) if it matches nothing else."""
+def _patterns(names: list[str], all_names: list[str]) -> list[str]:
+    """One glob for ``names`` (indices that differ become ``*``) if it matches nothing else,
+    else the names themselves."""
     split = [name.split(".") for name in names]
     if len({len(parts) for parts in split}) == 1:
         glob = ".".join(parts[0] if len(set(parts)) == 1 else "*" for parts in zip(*split))
         if set(_matches_all(glob, all_names)) == set(names):
-            return glob
-    return ", ".join(names)
+            return [glob]
+    return names
 
 
 def _matches_all(pattern: str, names: list[str]) -> list[str]:
@@ -219,11 +220,11 @@ def _predictor_warnings(routes: list[Route], defaulted: set[str], owners,
     names = [route.name for route in routes]
     warnings = []
     for (_, shape, why), members in groups.items():
-        pattern = _pattern([route.name for route in members], names)
+        patterns = _patterns([route.name for route in members], names)
         count = f"{len(members)} tensors " if len(members) > 1 else ""
-        warnings.append(f"{pattern} ({count}{'x'.join(map(str, shape))}) is routed to Muon, but "
-                        f"{'; and '.join(why)}. If it is an output or a predictor, add "
-                        f"exclude=[{pattern!r}]")
+        warnings.append(f"{', '.join(patterns)} ({count}{'x'.join(map(str, shape))}) is routed "
+                        f"to Muon, but {'; and '.join(why)}. If it is an output or a predictor, "
+                        f"add exclude={patterns!r}")
     return warnings
 
 
