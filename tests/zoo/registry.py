@@ -1,4 +1,9 @@
-"""What a zoo entry holds, and the fingerprint that ties a reproduction to its upstream model."""
+"""What a zoo entry holds, and the fingerprint that ties a reproduction to its upstream model.
+
+To re-record a fingerprint where the package imports: build the model the entry's
+``upstream`` names (``MODELS.build(Config.fromfile(<package>/.mim/configs/<config>).model)``
+after ``register_all_modules()``, or ``timm.create_model(<name>)``) and take ``fingerprint``.
+"""
 from __future__ import annotations
 
 import hashlib
