@@ -121,3 +121,12 @@ def test_a_warning_lists_names_where_one_glob_would_move_more():
     assert warnings[1].endswith("add exclude=['blocks.1.gate.weight']")
     excluded = ("blocks.0.gate.weight", "blocks.2.gate.weight", "blocks.1.gate.weight")
     assert not _warnings_naming(route_parameters(model, MuonRules(exclude=excluded)), "gate")
+
+
+def test_a_classifier_removed_from_a_timm_backbone_is_no_head():
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Identity())
+    backbone.pretrained_cfg = {"classifier": "2"}  # timm with num_classes=0: Identity classifier
+    model = nn.Module()
+    model.backbone, model.fc = backbone, nn.Linear(8, 10)
+    route = route_parameters(model).by_name()["fc.weight"]
+    assert route.side == "AdamW" and "the model's last layer" in route.reason

@@ -113,8 +113,10 @@ class Structure:
 
     def __init__(self, model: nn.Module):
         self.modules = dict(model.named_modules())
-        self.heads = find_heads(model)
         self.layers = find_layers(model)
+        # a head without layers (a timm backbone's Identity classifier) is no head
+        self.heads = {head: label for head, label in find_heads(model).items()
+                      if any(_inside(layer.path, head) for layer in self.layers)}
         self.by_path = {layer.path: layer for layer in self.layers}
         self.head_of = {layer.path: self._innermost_head(layer.path) for layer in self.layers}
         self.output_layer = self._model_output_layer()
