@@ -91,3 +91,17 @@ def test_closure_wrapper_refuses_gradient_accumulation(tmp_path):
     runner = make_runner(tmp_path, dict(optimizer=dict(type="LBFGS", lr=0.5), accumulative_counts=2))
     with pytest.raises(ValueError, match="accumulative_counts=1"):
         runner.train()
+
+
+def _log_text(runner):
+    from pathlib import Path
+    return "".join(p.read_text() for p in Path(runner.log_dir).glob("*.log"))
+
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+def test_bare_lbfgs_on_minibatches_warns_with_settings_that_work(tmp_path, line_search):
+    runner = make_runner(tmp_path, dict(optimizer=dict(type="LBFGS", line_search_fn=line_search)),
+                         max_iters=1, batch_size=32)
+    runner.train()
+    warned = "line_search_fn='strong_wolfe'" in _log_text(runner)
+    assert warned == (line_search is None)

@@ -21,7 +21,18 @@ class BuildPlan:
     wrapper_cfg: dict
     groups: list[dict]  # param groups (a single group for a plain parameter list)
     model: nn.Module
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # logged as information
+    warnings: list[str] = field(default_factory=list)  # logged as warnings
+
+
+def line_search_on_minibatches(plan: BuildPlan) -> None:
+    """Warns when no line search guards its steps on mini-batches."""
+    if plan.optimizer_cfg.get("line_search_fn") is None:
+        plan.warnings.append(
+            f"{plan.name} without line_search_fn takes full quasi-Newton steps from curvature pairs "
+            "of different mini-batches, which often diverges (NaN). Settings that work on "
+            "mini-batches: lr=1.0, max_iter=4, history_size=10, line_search_fn='strong_wolfe', "
+            "with a decaying lr schedule (configs/optimizers/lbfgs.py); or use full batches.")
 
 
 def sparse_only(plan: BuildPlan) -> None:

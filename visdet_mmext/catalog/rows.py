@@ -56,6 +56,7 @@ TORCH_ROWS = (
     _torch("Rprop", "Resilient propagation (sign-based, full-batch)", example=_settings(lr=0.01),
            elementwise=True),
     _torch("LBFGS", "Limited-memory BFGS (quasi-Newton)", wrapper="ClosureOptimWrapper",
+           adapter=adapters.line_search_on_minibatches,
            example=_settings(lr=1.0, max_iter=1, history_size=10),
            zero_impossible=Impossible("needs a closure that re-evaluates the loss, which "
                                       "DeepSpeed's engine never passes",

@@ -92,6 +92,8 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             plan.notes.append(f"{plan.name} trains through {spec.wrapper}")
         for note in plan.notes:
             print_log(note, logger="current", level=logging.INFO)
+        for warning in plan.warnings:
+            print_log(warning, logger="current", level=logging.WARNING)
         optimizer = self.build_optimizer(plan)
         guard_grouping(optimizer)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))
