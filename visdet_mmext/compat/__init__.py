@@ -30,7 +30,7 @@ logger = logging.getLogger("visdet_mmext")
 #: The modules that declare patches (imported by install(); each is light at import time).
 PATCH_MODULES = (
     "mmengine_constructor", "mmengine_checkpoint", "mmengine_deepspeed", "mmengine_flexible_runner",
-    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_muon",
+    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_muon", "mmengine_file_client",
 )
 
 
@@ -79,7 +79,9 @@ def _run(declared: Patch, module) -> None:
 
 
 def install() -> None:
-    """Schedule every in-range patch (idempotent)."""
+    """Schedule every in-range patch and filter known third-party noise (idempotent)."""
+    from . import noise
+    noise.install()
     for name in PATCH_MODULES:
         importlib.import_module(f"{__name__}.{name}")
     with _lock:

@@ -25,6 +25,7 @@ from ..catalog import CATALOG
 from ..errors import OptimizerConfigError
 from ..registry.availability import NEEDS_CUDA
 from ..registry.loader import load_providers
+from ..registry.scopes import warn_if_shadowed
 
 #: paramwise_cfg keys mmengine's DefaultOptimWrapperConstructor reads.
 MMENGINE_PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult",
@@ -160,6 +161,7 @@ def resolve_optimizer_type(optimizer_type):
     with OPTIMIZERS.switch_scope_and_registry(None) as registry:
         found = registry.get(optimizer_type)
     if found is not None:
+        warn_if_shadowed(OPTIMIZERS, registry, optimizer_type)
         return found
     info = load_providers().availability(optimizer_type)
     if optimizer_type in CATALOG and info is not None:

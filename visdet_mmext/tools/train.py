@@ -1,13 +1,17 @@
 """Train with an mmengine config, with every visdet-mmext optimizer available.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--amp]
-                                 [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+    visdet-mmext train CONFIG [--work-dir DIR] [--resume [PATH]] [--amp] [--auto-scale-lr]
+                              [--no-validate] [--no-pin-memory] [--no-persistent-workers]
+                              [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 
-The plugin's optimizer providers are loaded through their entry points (a config needs no
-``custom_imports``), the optimizer config is checked before the runner is built (a typo or a
-missing package fails in a second with the fix), checkpoints load weights-only (safe resume
-on torch >= 2.6), and distributed runs work on a CPU-only torch (gloo). ``runner_type`` in the
-config selects another runner (``FlexibleRunner`` for DeepSpeed).
+CONFIG is a config file, or a packaged config by name (``demo_muon``; ``visdet-mmext configs``
+lists them). The flags are those of mmdet's and mmpretrain's ``tools/train.py``. The plugin's
+optimizer providers are loaded through their entry points (a config needs no ``custom_imports``
+for them), modules a config does name in ``custom_imports`` are found in the current directory
+too, the optimizer config is checked before the runner is built (a typo or a missing package
+fails in a second with the fix), checkpoints load weights-only (safe resume on torch >= 2.6),
+and distributed runs work on a CPU-only torch (gloo). ``runner_type`` in the config selects
+another runner (``FlexibleRunner`` for DeepSpeed). The checkout's ``tools/train.py`` runs this.
 """
 from __future__ import annotations
 
@@ -20,11 +24,11 @@ import sys
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, prog: str | None = None):
     from mmengine.config import DictAction
 
-    parser = argparse.ArgumentParser(description="Train a model with an mmengine config")
-    parser.add_argument("config", help="train config file path")
+    parser = argparse.ArgumentParser(prog=prog, description="Train a model with an mmengine config")
+    parser.add_argument("config", help="config file, or a packaged config's name (e.g. demo_muon)")
     parser.add_argument("--work-dir", help="where to save logs and checkpoints "
                         "(default: the config's work_dir, else ./work_dirs/<config name>)")
     parser.add_argument("--resume", nargs="?", type=str, const="auto",
@@ -32,6 +36,16 @@ def parse_args(argv=None):
                              "in the work dir")
     parser.add_argument("--amp", action="store_true",
                         help="automatic mixed precision (AmpOptimWrapper; needs a GPU)")
+    parser.add_argument("--auto-scale-lr", action="store_true",
+                        help="scale every lr by (GPUs x batch size) / auto_scale_lr.base_batch_size "
+                             "of the config")
+    parser.add_argument("--no-validate", action="store_true",
+                        help="train without validation (drops val_dataloader, val_cfg, "
+                             "val_evaluator)")
+    parser.add_argument("--no-pin-memory", action="store_true",
+                        help="pin_memory=False in every dataloader")
+    parser.add_argument("--no-persistent-workers", action="store_true",
+                        help="persistent_workers=False in every dataloader")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config settings, e.g. optim_wrapper.optimizer.lr=0.01 "
                              "train_cfg.max_iters=100 (lists: key=\"[a,b]\")")
@@ -49,6 +63,16 @@ def merge_args(cfg, args):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    if args.no_validate:
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if cfg.get(loader) is not None:
+            if args.no_pin_memory:
+                cfg[loader].pin_memory = False
+            if args.no_persistent_workers:
+                cfg[loader].persistent_workers = False
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
@@ -79,6 +103,18 @@ def merge_args(cfg, args):
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
+
+
+def enable_auto_scale_lr(cfg) -> None:
+    """``--auto-scale-lr``: mmengine's Runner scales each lr by real / base batch size."""
+    from visdet_mmext.errors import CommandLineError
+    settings = cfg.get("auto_scale_lr")
+    if not settings or "base_batch_size" not in settings:
+        raise CommandLineError(
+            "--auto-scale-lr needs the batch size the config's lr was tuned for: add "
+            "auto_scale_lr = dict(enable=False, base_batch_size=N) to the config (N = number of "
+            "processes x train_dataloader.batch_size of that tuning run).")
+    cfg.auto_scale_lr.enable = True
 
 
 def resume_checkpoint(work_dir: str) -> str | None:
@@ -221,12 +257,29 @@ def report(runner) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def load_config(path: str):
+    """``Config.fromfile``, with ``custom_imports`` found in the current directory too (as under
+    ``python -m``; a console script's own folder is all Python puts on the path)."""
+    from mmengine.config import Config
+    from visdet_mmext.errors import ConfigImportError
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return Config.fromfile(path)
+    except ImportError as error:
+        raise ConfigImportError(
+            f"custom_imports: {type(error).__name__}: {error}. Modules are imported from the "
+            "current directory and PYTHONPATH: run from the folder that holds the module (or "
+            "its package), or add that folder to PYTHONPATH.") from error
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
 
     import visdet_mmext  # noqa: F401  (loads every optimizer provider through entry points)
     import visdet_mmext.demo  # noqa: F401  (the embedded demo dataset, models and metric)
-    from mmengine.config import Config
+    from visdet_mmext.configs import find_config
     from visdet_mmext.errors import VisdetError
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
@@ -235,7 +288,8 @@ def main(argv=None) -> int:
               "Train without --amp on CPU.", file=sys.stderr)
         return 2
     try:
-        cfg = merge_args(Config.fromfile(args.config), args)
+        args.config = find_config(args.config)
+        cfg = merge_args(load_config(args.config), args)
         if cfg.get("optim_wrapper") is not None:
             check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
         setup_cpu_distributed(cfg)
