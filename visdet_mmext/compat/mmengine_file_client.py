@@ -1,17 +1,19 @@
-"""No deprecation warnings about the FileClient mmengine's own CheckpointHook builds and ignores.
+"""No deprecation warnings about the FileClients mmengine builds for itself and never uses.
 
-``CheckpointHook.before_train`` always builds a ``FileClient`` "to avoid breaking backward
-compatibility" and, without ``file_client_args``, never uses it; building one logs
+mmengine 0.10 keeps a ``FileClient.infer_client(file_client_args, path)`` call "to avoid breaking
+backward compatibility" in CheckpointHook, LoggerHook and ``save_checkpoint``; without
+``file_client_args`` (the default) the client is never used, yet building it logs
 '"FileClient" will be deprecated' and '"HardDiskBackend" is the alias of "LocalBackend"' at
-WARNING on every run. Only during that call, and only without ``file_client_args``, those two
-messages are dropped; a FileClient the user's own code builds still warns.
+WARNING on every run. Exactly those two messages are dropped during ``infer_client`` calls
+without ``file_client_args``; a FileClient built any other way still warns.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
-from . import patch, replace_attribute
+from . import patch
 
 #: Starts of the two messages (mmengine/fileio/file_client.py).
 UNUSED_CLIENT_NOTICES = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
@@ -34,16 +36,18 @@ def _without_notices():
         target.removeFilter(drop)
 
 
-@patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.hooks.checkpoint_hook",
-       fixes="""every run logs two mmengine deprecation warnings about a FileClient that mmengine's
-       own CheckpointHook builds and does not use""")
+@patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.fileio.file_client",
+       fixes="""every run logs two mmengine deprecation warnings about a FileClient that mmengine
+       builds for itself and does not use""")
 def mmengine_unused_file_client(module) -> None:
-    def make(original):
-        def before_train(self, runner):
-            if self.file_client_args is not None:
-                return original(self, runner)
-            with _without_notices():
-                return original(self, runner)
-        return before_train
+    infer_client = module.FileClient.__dict__["infer_client"].__func__
 
-    replace_attribute(module.CheckpointHook, "before_train", make)
+    @functools.wraps(infer_client)
+    def quiet_infer_client(cls, file_client_args=None, uri=None):
+        if file_client_args is not None:
+            return infer_client(cls, file_client_args, uri)
+        with _without_notices():
+            return infer_client(cls, file_client_args, uri)
+
+    quiet_infer_client.__wrapped__ = infer_client
+    module.FileClient.infer_client = classmethod(quiet_infer_client)
