@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
+import visdet_mmext  # noqa: F401  (the catalog, the wrappers)
 from runner_utils import logged, make_runner
 from toy import ToyMLP
 
