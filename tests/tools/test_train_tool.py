@@ -177,6 +177,7 @@ def test_torchrun_ddp_on_cpu(tmp_path):
                             env=subprocess_env(), timeout=600)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
     assert result.stdout.count("Training finished") == 1  # rank 0 reports
+    assert "Setting accelerator to CPU" not in result.stdout + result.stderr  # explained noise
     assert (tmp_path / "iter_4.pth").exists()
     log = next(tmp_path.glob("*/*.log")).read_text()
     assert "Distributed training: True" in log and "GPU number: 2" in log

@@ -282,6 +282,19 @@ def smooth(values, weight: float = 0.9):
     return out
 
 
+def loss_ticks(ax, losses) -> None:
+    """Log-axis ticks that each read as their own value. A short run's loss can span less than a
+    decade; there the 1-2-5 ticks would be one or none, so they are evenly spaced instead."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    losses = [x for x in losses if x > 0 and math.isfinite(x)]
+    wide = bool(losses) and max(losses) >= 10 * min(losses)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)) if wide
+                               else MaxNLocator(nbins=5))
+    ax.yaxis.set_major_formatter(exact_tick_formatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def exact_tick_formatter():
     """Tick labels with the fewest significant digits that still read as the tick's value."""
     from matplotlib.ticker import Formatter
@@ -308,7 +321,6 @@ def plot(results: list[dict], path: str, title: str) -> None:
                          "pip install 'visdet-mmext[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
     ok = [r for r in results if r["ok"]]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -323,13 +335,7 @@ def plot(results: list[dict], path: str, title: str) -> None:
             ax_acc.plot(its, accs, marker="o", label=r["label"], color=colour[r["label"]])
     ax_loss.set(title="training loss (EMA 0.9)", xlabel="iteration", ylabel="cross-entropy",
                 yscale="log")
-    # a short run's loss can span less than a decade: then evenly spaced ticks, never one label twice
-    losses = [x for r in ok for x in smooth(r["loss"]) if x > 0 and math.isfinite(x)]
-    wide = bool(losses) and max(losses) >= 10 * min(losses)
-    ax_loss.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)) if wide
-                                    else MaxNLocator(nbins=5))
-    ax_loss.yaxis.set_major_formatter(exact_tick_formatter())
-    ax_loss.yaxis.set_minor_formatter(NullFormatter())
+    loss_ticks(ax_loss, [x for r in ok for x in smooth(r["loss"])])
     ax_acc.set(title="validation accuracy", xlabel="iteration", ylabel="accuracy (%)")
     ax_acc.set_ylim(top=100)
     for ax in (ax_loss, ax_acc):
