@@ -68,3 +68,12 @@ def test_bitsandbytes_kernel_hub_notice_is_dropped_and_other_warnings_pass(recor
     after = next(r["dropped"] for r in noise.report() if r["package"] == "bitsandbytes")
     assert after == before + 1
     assert any(known.explanation in line for line in noise.explanations())
+
+
+def test_an_adafactor_build_prints_nothing(capsys):
+    from mmengine.optim import build_optim_wrapper
+
+    from toy import ToyClassifier
+    wrapper = build_optim_wrapper(ToyClassifier(), dict(optimizer=dict(type="Adafactor")))
+    assert type(wrapper.optimizer).__module__ == "visdet_mmext.algorithms.hf_adafactor"
+    assert "TorchAdafactor" not in capsys.readouterr().out  # mmengine's print about torch's

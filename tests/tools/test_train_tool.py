@@ -170,7 +170,8 @@ def test_torchrun_ddp_on_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU (gloo) path")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(_free_port()), TRAIN, ADAMW, "--launcher", "pytorch",
+               "--master_port", str(_free_port()), "-m", "visdet_mmext", "train", ADAMW,
+               "--launcher", "pytorch",
                "--work-dir", str(tmp_path), "--cfg-options", *cli_options(iters=4),
                "log_level=INFO"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
