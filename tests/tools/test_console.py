@@ -28,7 +28,8 @@ def test_help_names_the_command(capsys):
 
 def test_packaged_configs_by_name(capsys):
     muon = os.path.join(CONFIGS, "demo", "demo_muon.py")
-    for name in ("demo_muon", "demo/demo_muon", "demo/demo_muon.py", muon):
+    for name in ("demo_muon", "demo/demo_muon", "demo/demo_muon.py", "configs/demo/demo_muon.py",
+                 muon):
         assert os.path.samefile(find_config(name), muon), name
     assert "_base_/demo" not in packaged_configs() and "optimizers/adamw" in packaged_configs()
     with pytest.raises(ConfigNotFoundError, match="Did you mean demo_muon"):
@@ -74,3 +75,13 @@ def test_loss_ticks_never_repeat_a_label(low, high):
     assert len(set(labels)) == len(labels), labels
     for text, value in shown:  # each label reads as its tick's value
         assert math.isclose(float(text), value, rel_tol=1e-9), (text, value)
+
+
+def test_a_custom_import_that_fails_names_the_fix(tmp_path, capsys):
+    config = tmp_path / "user_config.py"
+    config.write_text("custom_imports = dict(imports=['no_such_user_module'], "
+                      "allow_failed_imports=False)\n")
+    assert cli.main(["train", str(config), "--work-dir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert "ConfigImportError" in err and "no_such_user_module" in err
+    assert "current directory" in err and not (tmp_path / "work").exists()

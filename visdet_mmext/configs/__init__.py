@@ -33,7 +33,8 @@ def find_config(name_or_path: str) -> str:
         return name_or_path
     configs = packaged_configs()
     key = name_or_path[:-3] if name_or_path.endswith(".py") else name_or_path
-    key = key.replace(os.sep, "/").strip("/")
+    # "configs/demo/demo_muon.py": the path these configs had in a checkout before they moved here
+    key = key.replace(os.sep, "/").strip("/").removeprefix("configs/")
     if key in configs:
         return configs[key]
     by_stem = [name for name in configs if name.rsplit("/", 1)[-1] == key]
