@@ -6,8 +6,8 @@ The venv is new each run and nothing of the checkout is on its path (PYTHONPATH 
 third-party dependencies (torch, mmengine, ...) are installed once per machine into a cache
 folder keyed by the Python version, the core dependencies and the constraints, and reach the venv
 through a ``.pth`` line; pip then resolves the wheel's requirements against them. The first run
-on a machine fills the cache (about 2.5 min on 2 busy cores: a 1.3 GB torch and mmengine's
-dependencies); later runs take about 40 s.
+on a machine fills the cache (torch and mmengine's dependencies, 1.3 GB; the folder of an
+earlier dependency set is removed then): 3-9 min on 2 busy cores. Later runs take 35-80 s.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
 import uuid
+import zipfile
 
 import pytest
 
@@ -72,14 +72,18 @@ def _run(command, **kwargs):
     return result
 
 
-def _core_dependencies() -> list[str]:
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        return tomllib.load(f)["project"]["dependencies"]
+def _core_dependencies(wheel: str) -> list[str]:
+    """The wheel's own requirements, extras left out (its METADATA's Requires-Dist lines)."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode().splitlines()
+    return [line.split(":", 1)[1].strip() for line in lines
+            if line.startswith("Requires-Dist:") and "extra ==" not in line]
 
 
-def _dependency_folder() -> str:
+def _dependency_folder(wheel: str) -> str:
     """The wheel's dependencies, installed once per machine (see the module docstring)."""
-    dependencies = _core_dependencies()
+    dependencies = _core_dependencies(wheel)
     key = hashlib.sha256(repr((sys.version_info[:2], dependencies,
                                open(CONSTRAINTS).read())).encode()).hexdigest()[:16]
     folder = os.path.join(DEPS_CACHE, key)
@@ -91,6 +95,9 @@ def _dependency_folder() -> str:
             os.rename(partial, folder)  # atomic: a concurrent run keeps whichever came first
         except OSError:
             shutil.rmtree(partial)
+        for old in os.listdir(DEPS_CACHE):  # folders for earlier dependency sets (1.3 GB each)
+            if old != key and ".partial-" not in old:
+                shutil.rmtree(os.path.join(DEPS_CACHE, old), ignore_errors=True)
     return folder
 
 
@@ -114,7 +121,7 @@ def test_wheel_trains_packaged_and_user_configs_outside_the_checkout(tmp_path):
     site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                 env={"PATH": os.environ["PATH"]}).stdout.strip()
     with open(os.path.join(site, "visdet_test_dependencies.pth"), "w") as f:
-        f.write(_dependency_folder() + "\n")
+        f.write(_dependency_folder(wheel) + "\n")
     # pip resolves the wheel's requirements against the venv (dependencies included)
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
           "-c", CONSTRAINTS, wheel])
