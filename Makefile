@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 demo: $(STAMP)
 	$(PY) -m visdet_mmext list
-	$(PY) tools/train.py configs/demo/demo_muon.py
+	$(VENV)/bin/visdet-mmext train demo/demo_muon
 
 test: $(STAMP)
 	$(PY) -m pytest -ra --durations=20

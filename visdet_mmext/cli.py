@@ -1,24 +1,50 @@
-"""``python -m visdet_mmext list|check``: what is available here, and does it really step."""
+"""visdet-mmext: train, compare, inspect, and what is available here.
+
+    visdet-mmext train CONFIG [flags]     train (CONFIG: a file or a packaged config's name)
+    visdet-mmext compare [ITEMS]          several optimizers on the demo, one picture
+    visdet-mmext groups CONFIG            the param groups and Muon routing, without training
+    visdet-mmext configs                  the packaged configs
+    visdet-mmext list [NAMES]             every catalog optimizer and its status here
+    visdet-mmext check [NAMES]            build each available optimizer and take one step
+"""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
+import importlib
 import json
 import sys
 
 from .catalog import CATALOG
 from .registry.availability import Availability
 
+#: Commands that are whole tools: the rest of the command line is theirs (module, help).
+TOOLS = {
+    "train": ("visdet_mmext.tools.train", "train with a config file or a packaged config"),
+    "compare": ("visdet_mmext.tools.compare", "train several optimizers on the demo and compare"),
+    "groups": ("visdet_mmext.tools.param_groups",
+               "print a config's param groups and Muon routing, without training"),
+}
 
-def _rows(report, registry) -> list[dict]:
+
+def _rows(report, registry, scope_registry=None) -> list[dict]:
     from .registry.probe import resolve_lazy
+    from .registry.scopes import explain, shadowing
     rows = []
     for spec in CATALOG.values():
         info = report.availability(spec.name) or Availability("unknown")
         info = resolve_lazy(spec.name, info, registry.module_dict.get(spec.name))
-        rows.append(dict(name=spec.name, status=info.status, reason=info.reason,
-                         resolves_to=info.resolved, provider=spec.provider, extra=spec.extra or "",
-                         devices=", ".join(spec.devices), install=spec.install_hint, doc=spec.doc))
+        row = dict(name=spec.name, status=info.status, reason=info.reason,
+                   resolves_to=info.resolved, provider=spec.provider, extra=spec.extra or "",
+                   devices=", ".join(spec.devices), install=spec.install_hint, doc=spec.doc)
+        shadowed = scope_registry is not None and shadowing(registry, scope_registry, spec.name)
+        if shadowed:
+            theirs = shadowed[1]
+            row.update(status=f"{scope_registry.scope}'s class",
+                       resolves_to=f"{theirs.__module__}.{theirs.__qualname__}",
+                       reason=explain(spec.name, scope_registry.scope, *shadowed))
+        rows.append(row)
     for name in sorted(set(registry.module_dict) - set(CATALOG)):
         info = report.availability(name)
         obj = registry.module_dict[name]
@@ -28,6 +54,14 @@ def _rows(report, registry) -> list[dict]:
                          provider=info.provider if info else "mmengine", extra="", devices="",
                          install="", doc=""))
     return rows
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    """A glob (``*8bit``) matches the whole name, a plain word any part; case ignored."""
+    lowered = name.lower()
+    return not patterns or any(
+        fnmatch.fnmatchcase(lowered, p.lower()) if any(c in p for c in "*?[") else p.lower() in lowered
+        for p in patterns)
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -48,22 +82,29 @@ def command_list(args) -> int:
 
     from . import compat
     from .optim import OPTIMIZERS
+    from .registry.scopes import scope_registry
     # Resolving DeepSpeed's names imports it, and it logs to stdout: keep stdout for the table.
     with contextlib.redirect_stdout(sys.stderr):
-        rows = _rows(visdet_mmext.REPORT, OPTIMIZERS)
+        scoped = scope_registry(OPTIMIZERS, args.scope) if args.scope else None
+        rows = _rows(visdet_mmext.REPORT, OPTIMIZERS, scoped)
+    rows = [row for row in rows if _matches(row["name"], args.names)]
     if args.json:
         json.dump(dict(optimizers=rows, providers={name: dict(value=p.value, distribution=p.distribution,
                                                               error=p.error, registered=p.registered)
                                                    for name, p in visdet_mmext.REPORT.providers.items()},
-                       patches=compat.report(), notes=visdet_mmext.REPORT.notes), sys.stdout, indent=2)
+                       patches=compat.report(), filtered_messages=compat.noise.report(),
+                       notes=visdet_mmext.REPORT.notes), sys.stdout, indent=2)
         print()
-    else:
-        _print_table(rows)
-        for provider in visdet_mmext.REPORT.providers.values():
-            if not provider.ok:
-                print(f"provider {provider.name} ({provider.distribution}) failed: {provider.error}")
-        for note in visdet_mmext.REPORT.notes:
-            print(f"note: {note}")
+        return 0
+    if not rows:
+        print(f"no optimizer name matches {' '.join(args.names)}", file=sys.stderr)
+        return 1
+    _print_table(rows)
+    for provider in visdet_mmext.REPORT.providers.values():
+        if not provider.ok:
+            print(f"provider {provider.name} ({provider.distribution}) failed: {provider.error}")
+    for note in visdet_mmext.REPORT.notes + compat.noise.explanations():
+        print(f"note: {note}")
     return 0
 
 
@@ -81,15 +122,46 @@ def command_check(args) -> int:
     return 1 if failures else 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m visdet_mmext",
-                                     description="Optimizers for mmengine: availability and checks")
-    commands = parser.add_subparsers(dest="command", required=True)
+def command_configs(args) -> int:
+    from .configs import packaged_configs
+    configs = packaged_configs()
+    width = max(map(len, configs))
+    for name, path in configs.items():
+        print(f"{name:<{width}}  {path}")
+    return 0
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`%s COMMAND --help` shows a command's flags." % prog)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in TOOLS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    configs = commands.add_parser("configs", help="list the packaged configs (names and files)")
+    configs.set_defaults(run=command_configs)
     listing = commands.add_parser("list", help="every catalog optimizer and its status here")
+    listing.add_argument("names", nargs="*", help="only names containing these words, or "
+                                                  "matching these globs (e.g. adam '*8bit')")
+    listing.add_argument("--scope", help="resolve names as configs with this default_scope do "
+                                         "(e.g. mmpretrain)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=command_list)
     check = commands.add_parser("check", help="build each available optimizer and take one step")
     check.add_argument("names", nargs="*", help="only these names (default: every available one)")
     check.set_defaults(run=command_check)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser
+
+
+def main(argv=None, prog: str = "visdet-mmext") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:  # the tool parses its own flags (the same as tools/train.py)
+        module = importlib.import_module(TOOLS[argv[0]][0])
+        return module.main(argv[1:], prog=f"{prog} {argv[0]}")
+    args = _parser(prog).parse_args(argv)
+    from .errors import VisdetError
+    try:
+        return args.run(args)
+    except VisdetError as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return 2

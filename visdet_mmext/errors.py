@@ -1,7 +1,7 @@
 """Every exception this package raises on purpose (standard library only, so raising is cheap).
 
-``tools/train.py`` and ``visdet-mmext train`` turn any :class:`VisdetError` into exit code 2 and
-its message, without a traceback: each one says what is wrong and how to fix it.
+``visdet-mmext train`` (and the checkout's ``tools/train.py``) turns any :class:`VisdetError` into
+exit code 2 and its message, without a traceback: each one says what is wrong and how to fix it.
 """
 from __future__ import annotations
 
@@ -50,3 +50,15 @@ class NeedsCudaError(VisdetError, RuntimeError):
 
 class ProviderError(VisdetError, RuntimeError):
     """An optimizer provider failed while ``VISDET_MMEXT_STRICT=1``."""
+
+
+class ConfigNotFoundError(VisdetError, FileNotFoundError):
+    """A command names a config that is neither a file nor a packaged config."""
+
+
+class CommandLineError(VisdetError, ValueError):
+    """A command-line flag asks for something the config cannot do."""
+
+
+class ConfigImportError(VisdetError, ImportError):
+    """A module named in a config's ``custom_imports`` cannot be imported."""

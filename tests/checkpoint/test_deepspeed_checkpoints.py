@@ -18,7 +18,7 @@ from subprocess_utils import REPO
 
 pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
 JOB = os.path.join(REPO, "tests", "jobs", "deepspeed_checkpoint_attacks.py")
-CONFIG = os.path.join(REPO, "configs", "deepspeed", "zero2_offload_adamw.py")
+CONFIG = os.path.join(REPO, "visdet_mmext", "configs", "deepspeed", "zero2_offload_adamw.py")
 NO_OFFLOAD = "strategy.zero_optimization.offload_optimizer={'device': 'none'}"
 CASES = {
     "stage 0": ["strategy.zero_optimization.stage=0", NO_OFFLOAD],

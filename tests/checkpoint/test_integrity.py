@@ -2,7 +2,7 @@
 
 Real checkpoints from a real Runner, damaged the way disks and killed saves damage them: a byte
 flipped inside a tensor's data with the zip structure intact (torch's reader never checks the
-CRCs), a file cut short, an empty file. Then ``tools/train.py --resume`` falls back to the newest
+CRCs), a file cut short, an empty file. Then ``visdet-mmext train --resume`` falls back to the newest
 intact checkpoint, and an explicit damaged path stops before training (exit code 2).
 """
 import os
@@ -12,13 +12,13 @@ import torch
 
 import visdet_mmext.demo  # noqa: F401
 from damage import flip_byte
-from demo_utils import ROOT, cli_options, load_tool
+from demo_utils import CONFIGS, cli_options
 from visdet_mmext.checkpoint import integrity
 from visdet_mmext.errors import CorruptCheckpointError
+from visdet_mmext.tools import train as train_tool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-train_tool = load_tool(os.path.join(ROOT, "tools", "train.py"), "train_tool_integrity")
-ADAMW = os.path.join(ROOT, "configs", "optimizers", "adamw.py")
+ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _runner(work_dir, **kwargs):
     from mmengine.runner import Runner
-    return Runner.from_cfg(tiny_cfg("configs/optimizers/adamw.py", work_dir, **kwargs))
+    return Runner.from_cfg(tiny_cfg("optimizers/adamw.py", work_dir, **kwargs))
 
 
 @pytest.fixture(scope="module")

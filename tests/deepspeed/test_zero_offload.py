@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
 
 from subprocess_utils import REPO as ROOT
 JOB = os.path.join(ROOT, "tests", "jobs", "deepspeed_train.py")
-CONFIGS = os.path.join(ROOT, "configs", "deepspeed")
+CONFIGS = os.path.join(ROOT, "visdet_mmext", "configs", "deepspeed")
 ZERO2 = os.path.join(CONFIGS, "zero2_offload_adamw.py")
 ZERO3 = os.path.join(CONFIGS, "zero3_offload_param_adamw.py")
 #: the toy model and data, 8 iterations per epoch, every epoch checkpointed

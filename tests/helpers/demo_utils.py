@@ -1,13 +1,12 @@
 """Helpers for the demo, config, train-tool and checkpoint tests: tiny versions of the configs."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import os.path as osp
 import uuid
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = osp.join(ROOT, "configs")
+CONFIGS = osp.join(ROOT, "visdet_mmext", "configs")  # the packaged configs
 TRAIN = osp.join(ROOT, "tools", "train.py")
 TINY_MODELS = {
     "DemoConvNet": dict(widths=(8, 16, 32)),
@@ -41,7 +40,7 @@ def tiny_cfg(config: str, work_dir, **kwargs):
     """The config file, shrunk (small model, small data, few iterations), as an mmengine Config."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(config if osp.isabs(config) else osp.join(ROOT, config))
+    cfg = Config.fromfile(config if osp.isabs(config) else osp.join(CONFIGS, config))
     cfg.merge_from_dict(tiny_options(**kwargs))
     cfg.model.update(TINY_MODELS.get(cfg.model.type, {}))
     cfg.work_dir = str(work_dir)
@@ -86,11 +85,3 @@ def assert_same_tensors(a, b, where: str = "") -> None:
             assert_same_tensors(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def load_tool(path: str, name: str):
-    """Import a script under tools/ as a module, to call its functions directly."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -21,7 +21,7 @@ class DictDataset(Dataset):
 
 
 def make_runner(work_dir, optim_wrapper, *, model=None, data=None, max_iters=30, batch_size=64,
-                param_scheduler=None, checkpoint_interval=1000, **extra):
+                param_scheduler=None, checkpoint_interval=1000, default_scope="mmengine", **extra):
     torch.manual_seed(0)
     # InfiniteSampler: with DefaultSampler mmengine's iteration loop sleeps 2 s at every epoch end
     return Runner(
@@ -38,7 +38,7 @@ def make_runner(work_dir, optim_wrapper, *, model=None, data=None, max_iters=30,
                                            by_epoch=False)),
         randomness=dict(seed=0),
         log_level=logging.WARNING,
-        default_scope="mmengine",
+        default_scope=default_scope,
         experiment_name=f"test_{uuid.uuid4().hex[:12]}",
         **extra,
     )

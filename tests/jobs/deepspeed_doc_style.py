@@ -1,7 +1,7 @@
 # The DeepSpeed strategy exactly as mmengine's "Training Big Models" guide writes it (ZeRO-3
 # with the legacy `cpu_offload` key), minus fp16, which DeepSpeed's CPU backend lacks. Here
 # cpu_offload=True: visdet_mmext's strategy reads it as offload_optimizer=dict(device='cpu').
-_base_ = ['../../configs/deepspeed/_base_/demo_convnet.py']
+_base_ = ['../../visdet_mmext/configs/deepspeed/_base_/demo_convnet.py']
 
 strategy = dict(
     type='DeepSpeedStrategy',

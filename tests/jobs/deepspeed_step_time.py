@@ -21,7 +21,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-CONFIG = os.path.join(ROOT, "configs", "deepspeed", "zero2_offload_adamw.py")
+CONFIG = os.path.join(ROOT, "visdet_mmext", "configs", "deepspeed", "zero2_offload_adamw.py")
 SETTINGS = {
     "no DeepSpeed (AdamW, SingleDeviceStrategy)": ["strategy=None", "optim_wrapper.type=OptimWrapper"],
     "ZeRO-2 + offload_optimizer=cpu (DeepSpeedCPUAdam)": [],

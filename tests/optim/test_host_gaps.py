@@ -12,7 +12,8 @@ def test_hf_adafactor_relative_step_logs_its_step_size(tmp_path):
     runner.train()
     lrs = logged(runner, "train/lr")
     assert lrs[0] == pytest.approx(1e-2)  # min(1e-2, 1/sqrt(t)) before the first step
-    assert lrs[-1] == pytest.approx(relative_step_size(19, warmup_init=False))
+    # logged before iteration 20, whose step is the 20th
+    assert lrs[-1] == pytest.approx(relative_step_size(20, warmup_init=False))
     losses = logged(runner, "train/loss")
     assert losses[-1] < losses[0]
 

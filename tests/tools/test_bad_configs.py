@@ -2,7 +2,7 @@
 
 Every case is a real config file (a demo config plus one mistake, in mmengine's merge syntax) run
 through
-``tools/train.py``'s ``main`` in this process. Most fail in the checks before the runner is
+``visdet-mmext train``'s ``main`` (``tools/train.py`` in a checkout) in this process. Most fail in the checks before the runner is
 built; the rest (adapters, routing, resume mismatches) when the optim wrapper is built or the
 checkpoint loads, still before the first iteration.
 """
@@ -12,12 +12,12 @@ import uuid
 import pytest
 
 import visdet_mmext.demo  # noqa: F401
-from demo_utils import ROOT, cli_options, load_tool
+from demo_utils import CONFIGS, cli_options
+from visdet_mmext.tools import train as train_tool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-train_tool = load_tool(os.path.join(ROOT, "tools", "train.py"), "train_tool_corpus")
-ADAMW = os.path.join(ROOT, "configs", "optimizers", "adamw.py")
-MUON = os.path.join(ROOT, "configs", "optimizers", "muon.py")
+ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
+MUON = os.path.join(CONFIGS, "optimizers", "muon.py")
 
 def O(settings: str) -> str:
     """Change optimizer settings (merged into the base config's optimizer)."""

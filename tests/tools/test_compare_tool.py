@@ -1,16 +1,12 @@
-"""tools/compare_optimizers.py: runs several optimizers, writes a PNG, a table and the numbers."""
+"""visdet-mmext compare: runs several optimizers, writes a PNG, a table and the numbers."""
 import json
 import os
 
 import pytest
 import torch
 
-from demo_utils import ROOT, load_tool
-
-TOOL = os.path.join(ROOT, "tools", "compare_optimizers.py")
-
-
-compare = load_tool(TOOL, "visdet_compare_tool")
+from demo_utils import CONFIGS
+from visdet_mmext.tools import compare
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,7 +22,7 @@ def test_state_bytes_counts_each_tensor_once():
 
 def test_compares_names_and_configs(tmp_path, capsys):
     out = tmp_path / "out"
-    code = compare.main(["AdamW", os.path.join(ROOT, "configs", "optimizers", "sgd.py"),
+    code = compare.main(["AdamW", os.path.join(CONFIGS, "optimizers", "sgd.py"),
                          "Rprop", "NoSuchOptimizer", "--iters", "6", "--val-interval", "3",
                          "--num-train", "256", "--batch-size", "16", "--model", "convnet",
                          "--out-dir", str(out)])

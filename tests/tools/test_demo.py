@@ -96,7 +96,7 @@ def test_demo_config_learns(tmp_path):
     """The demo config's pipeline learns: it fits a small training set within a few epochs."""
     from mmengine.runner import Runner
 
-    cfg = tiny_cfg("configs/optimizers/adamw.py", tmp_path, iters=60, num_train=128, num_val=64,
+    cfg = tiny_cfg("optimizers/adamw.py", tmp_path, iters=60, num_train=128, num_val=64,
                    batch_size=32)
     cfg.model.widths = (16, 32, 64)
     cfg.param_scheduler = None

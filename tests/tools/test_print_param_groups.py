@@ -1,7 +1,8 @@
-"""tools/print_param_groups.py prints a config's Muon routing without training."""
+"""visdet-mmext groups prints a config's Muon routing without training."""
 import subprocess
 import sys
 
+from demo_utils import CONFIGS
 from subprocess_utils import REPO
 
 CONFIG = """
@@ -14,8 +15,8 @@ optim_wrapper = dict(optimizer=dict(type='Muon', lr=0.02, weight_decay=0.01),
 
 def test_prints_routing_and_groups(tmp_path):
     config = tmp_path / "muon.py"
-    config.write_text(CONFIG.format(base=f"{REPO}/configs/_base_/demo.py"))
-    result = subprocess.run([sys.executable, "tools/print_param_groups.py", str(config)],
+    config.write_text(CONFIG.format(base=f"{CONFIGS}/_base_/demo.py"))
+    result = subprocess.run([sys.executable, "-m", "visdet_mmext", "groups", str(config)],
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr
     out = result.stdout

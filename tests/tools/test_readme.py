@@ -21,5 +21,8 @@ def test_commands_and_public_names_are_documented():
     for name in ("VisdetOptimWrapperConstructor", "CheckedOptimWrapperConstructor",
                  "ClosureOptimWrapper", "DAdaptOptimWrapper", "DeepSpeedStrategy",
                  "OptimizerConfigError", "VISDET_MMEXT_STRICT", "visdet_mmext.optimizers",
-                 "tools/print_param_groups.py", "tools/compare_optimizers.py"):
+                 "visdet-mmext train", "visdet-mmext compare", "visdet-mmext groups",
+                 "visdet-mmext configs", "--auto-scale-lr", "--no-validate", "--no-pin-memory",
+                 "--no-persistent-workers", "LearningRateDecayOptimWrapperConstructor",
+                 "MuonOptimWrapper", "AdafactorOptimWrapper", "download.pytorch.org/whl/cpu"):
         assert name in README, name

@@ -1,4 +1,5 @@
-"""tools/train.py: flags, early config errors, train/resume, SIGKILL + --resume, DDP on CPU."""
+"""visdet-mmext train (and the checkout's tools/train.py): flags, early config errors,
+train/resume, SIGKILL + --resume, DDP on CPU."""
 import os
 import signal
 import socket
@@ -10,13 +11,11 @@ import uuid
 import pytest
 import torch
 
-from demo_utils import (ROOT, TRAIN, load_tool, assert_same_tensors, cli_options, state_of,
-                             subprocess_env)
+from demo_utils import (CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of,
+                        subprocess_env)
+from visdet_mmext.tools import train as train_tool
 
-ADAMW = os.path.join(ROOT, "configs", "optimizers", "adamw.py")
-
-
-train_tool = load_tool(TRAIN, "visdet_train_tool")
+ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,7 +94,7 @@ def test_train_then_resume_prints_checkpoint_and_log(tmp_path, capsys):
 
 def test_config_without_custom_imports_trains_with_a_plugin_optimizer(tmp_path, capsys):
     """tools/train.py loads the providers itself: a config needs no custom_imports."""
-    base = open(os.path.join(ROOT, "configs", "_base_", "demo.py")).read()
+    base = open(os.path.join(CONFIGS, "_base_", "demo.py")).read()
     assert "custom_imports" in base
     standalone = "\n".join(line for line in base.splitlines()
                            if "custom_imports" not in line and "allow_failed_imports" not in line)
@@ -171,13 +170,15 @@ def test_torchrun_ddp_on_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU (gloo) path")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(_free_port()), TRAIN, ADAMW, "--launcher", "pytorch",
+               "--master_port", str(_free_port()), "-m", "visdet_mmext", "train", ADAMW,
+               "--launcher", "pytorch",
                "--work-dir", str(tmp_path), "--cfg-options", *cli_options(iters=4),
                "log_level=INFO"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                             env=subprocess_env(), timeout=600)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
     assert result.stdout.count("Training finished") == 1  # rank 0 reports
+    assert "Setting accelerator to CPU" not in result.stdout + result.stderr  # explained noise
     assert (tmp_path / "iter_4.pth").exists()
     log = next(tmp_path.glob("*/*.log")).read_text()
     assert "Distributed training: True" in log and "GPU number: 2" in log

@@ -82,13 +82,14 @@ NATIVE_ROWS = (
     OptimizerSpec("Muon", "native", "visdet_mmext.algorithms.muon:Muon",
                   "Muon (hybrid): orthogonalised momentum for matrices, AdamW for the rest",
                   example=_settings(lr=0.02, weight_decay=0.01), routes_muon=True,
-                  zero_as=ZERO_AS_MUON),
+                  wrapper="MuonOptimWrapper", zero_as=ZERO_AS_MUON),
 )
 
 HF_ROWS = (
     OptimizerSpec("Adafactor", "transformers", "visdet_mmext.algorithms.hf_adafactor:Adafactor",
                   "Hugging Face Adafactor (relative step when lr=None)", extra="hf",
-                  example=_settings(), adapter=adapters.relative_step, zero_loses=_FACTORED),
+                  example=_settings(), adapter=adapters.relative_step,
+                  wrapper="AdafactorOptimWrapper", zero_loses=_FACTORED),
 )
 
 _D_ADAPT = ("its step size d is estimated from the parameters it sees, and each rank sees only "

@@ -5,7 +5,8 @@ for (a PEP 440 range, matching ``pyproject.toml``), the module it waits for, and
 without it. :func:`install` (run by ``import visdet_mmext``) arranges for each in-range patch to run
 once, right after its module is first imported (at once if it already is), without importing
 anything itself. Out of range, or with the package absent, a patch is skipped and says so.
-``python -m visdet_mmext list --json`` lists every patch with its state.
+``python -m visdet_mmext list --json`` lists every patch with its state. Known third-party log
+messages that say nothing actionable are filtered at their own logger (``noise``).
 
 A patch that fails in range raises: these fixes close security and correctness holes, and a half
 patched library must not train silently.
@@ -30,7 +31,8 @@ logger = logging.getLogger("visdet_mmext")
 #: The modules that declare patches (imported by install(); each is light at import time).
 PATCH_MODULES = (
     "mmengine_constructor", "mmengine_checkpoint", "mmengine_deepspeed", "mmengine_flexible_runner",
-    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_muon",
+    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_muon", "mmengine_file_client",
+    "mmengine_adafactor_notice",
 )
 
 
@@ -79,7 +81,9 @@ def _run(declared: Patch, module) -> None:
 
 
 def install() -> None:
-    """Schedule every in-range patch (idempotent)."""
+    """Schedule every in-range patch and filter known third-party noise (idempotent)."""
+    from . import noise
+    noise.install()
     for name in PATCH_MODULES:
         importlib.import_module(f"{__name__}.{name}")
     with _lock:

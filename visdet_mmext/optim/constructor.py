@@ -7,8 +7,9 @@
         paramwise_cfg=dict(muon=dict(exclude=['neck.*']),
                            custom_keys={'backbone': dict(lr_mult=0.1)}))
 
-mmengine's grouping runs first (every ``paramwise_cfg`` key keeps its meaning), then
-``routing`` routes each parameter and gives the AdamW side its settings with the same
+mmengine's grouping runs first (every ``paramwise_cfg`` key keeps its meaning), or that of the
+constructor named by ``optim_wrapper.base`` (e.g. a layer-wise lr decay one; ``base_constructor``),
+then ``routing`` routes each parameter and gives the AdamW side its settings with the same
 multipliers, and groups with equal settings are merged. For an optimizer that does not route
 (its catalog row), it is the checked default constructor, and refuses Muon-only settings.
 """
@@ -20,6 +21,7 @@ from mmengine.logging import print_log
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from ..errors import OptimizerConfigError
+from .base_constructor import base_groups, build_base
 from .checked_constructor import CheckedOptimWrapperConstructor
 from .routing import ADAMW_KEYS, MuonRules, Routing, assign_sides, route_parameters
 
@@ -31,9 +33,14 @@ _BOOKKEEPING = ("params", "param_names", "lr_mult", "decay_mult")
 class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None):
+        optim_wrapper_cfg = dict(optim_wrapper_cfg)
+        base = optim_wrapper_cfg.pop("base", None)
         paramwise_cfg = dict(paramwise_cfg or {})
         muon_cfg = paramwise_cfg.pop("muon", None)
-        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        # with a base, paramwise_cfg is the base's (its own keys included), checked by it
+        super().__init__(optim_wrapper_cfg, None if base is not None else paramwise_cfg)
+        self.base = build_base(base, optim_wrapper_cfg, paramwise_cfg)
+        self.paramwise_cfg = paramwise_cfg
         spec = self.spec
         self.routes_muon = spec is not None and spec.routes_muon
         if not self.routes_muon:
@@ -54,6 +61,11 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
             raise OptimizerConfigError(f"{', '.join(found)} only apply to optimizer type 'Muon', "
                                        f"but the optimizer is {self.optimizer_name!r}. Remove them or "
                                        "switch to Muon.")
+
+    def named_groups(self, model, per_parameter: bool) -> list[dict]:
+        if self.base is None:
+            return super().named_groups(model, per_parameter)
+        return base_groups(self.base, model)
 
     def param_groups(self, model) -> list[dict]:
         if not self.routes_muon:

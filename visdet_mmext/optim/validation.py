@@ -25,6 +25,7 @@ from ..catalog import CATALOG
 from ..errors import OptimizerConfigError
 from ..registry.availability import NEEDS_CUDA
 from ..registry.loader import load_providers
+from ..registry.scopes import warn_if_shadowed
 
 #: paramwise_cfg keys mmengine's DefaultOptimWrapperConstructor reads.
 MMENGINE_PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult",
@@ -160,6 +161,7 @@ def resolve_optimizer_type(optimizer_type):
     with OPTIMIZERS.switch_scope_and_registry(None) as registry:
         found = registry.get(optimizer_type)
     if found is not None:
+        warn_if_shadowed(OPTIMIZERS, registry, optimizer_type)
         return found
     info = load_providers().availability(optimizer_type)
     if optimizer_type in CATALOG and info is not None:
@@ -382,14 +384,19 @@ def _check_one(cfg: Mapping, scope: str | None) -> None:
                                    "optimizer=dict(type='AdamW', lr=1e-3).")
     constructor = _registered(OPTIM_WRAPPER_CONSTRUCTORS, "constructor",
                               cfg.get("constructor", "DefaultOptimWrapperConstructor"), scope)
-    check_wrapper_settings(cfg, scope)
-    optimizer_cls = check_optimizer_cfg(cfg["optimizer"])
-    name = cfg["optimizer"]["type"] if isinstance(cfg["optimizer"]["type"], str) else \
-        getattr(optimizer_cls, "__name__", "optimizer")
     from .constructor import VisdetOptimWrapperConstructor
     package_keys = isinstance(constructor, type) and issubclass(constructor,
                                                                 VisdetOptimWrapperConstructor)
-    check_paramwise_cfg(cfg.get("paramwise_cfg"), optimizer_cls, name, package_keys=package_keys)
+    if "base" in cfg and not package_keys:
+        raise OptimizerConfigError("optim_wrapper.base is read by this package's constructor only: "
+                                   "add constructor='VisdetOptimWrapperConstructor' to optim_wrapper.")
+    check_wrapper_settings({k: v for k, v in cfg.items() if k != "base"}, scope)
+    optimizer_cls = check_optimizer_cfg(cfg["optimizer"])
+    name = cfg["optimizer"]["type"] if isinstance(cfg["optimizer"]["type"], str) else \
+        getattr(optimizer_cls, "__name__", "optimizer")
+    if "base" not in cfg:  # a base constructor checks its own paramwise_cfg keys
+        check_paramwise_cfg(cfg.get("paramwise_cfg"), optimizer_cls, name,
+                            package_keys=package_keys)
 
 
 def check_optim_wrapper_cfg(optim_wrapper_cfg, scope: str | None = None) -> None:

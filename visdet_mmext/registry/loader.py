@@ -99,7 +99,9 @@ def _run_provider(entry_point, registry, report: Report, strict: bool) -> None:
                                 f"and {STRICT_ENV}=1") from error
         statuses = {}
     changed = [name for name, obj in registry.module_dict.items() if before.get(name) is not obj]
-    result.registered = sorted(changed)
+    # every name the provider answers for, including those mmengine had already registered
+    result.registered = sorted(set(changed) | {name for name in statuses
+                                               if name in registry.module_dict})
     for name, info in statuses.items():
         report.names[name] = info
     for name in changed:

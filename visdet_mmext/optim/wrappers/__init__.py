@@ -1,5 +1,6 @@
 """OptimWrappers that close gaps between mmengine's training loop and some optimizers."""
+from .applied_lr import AdafactorOptimWrapper, MuonOptimWrapper
 from .closure import ClosureOptimWrapper
 from .effective_lr import DAdaptOptimWrapper
 
-__all__ = ["ClosureOptimWrapper", "DAdaptOptimWrapper"]
+__all__ = ["AdafactorOptimWrapper", "ClosureOptimWrapper", "DAdaptOptimWrapper", "MuonOptimWrapper"]

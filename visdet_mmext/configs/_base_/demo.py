@@ -45,6 +45,8 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo on a CPU-only torch
 randomness = dict(seed=0)
+# `--auto-scale-lr` scales every lr by (processes x batch size) / 64, the batch the lrs were set for
+auto_scale_lr = dict(enable=False, base_batch_size=64)
 log_level = 'INFO'
 load_from = None
 resume = False

@@ -1,14 +1,14 @@
 """Train the same model with several optimizers and compare them in one picture.
 
-    python tools/compare_optimizers.py                       # AdamW SGD Lion Muon LAMB AdamW8bit
-    python tools/compare_optimizers.py AdamW Lion configs/optimizers/sgd.py --iters 300
-    python tools/compare_optimizers.py --list                # names and configs it knows
-    python tools/compare_optimizers.py --replot work_dirs/compare_optimizers/results.json \
-        AdamW Muon --out-dir docs/images                     # redraw a subset, no training
+    visdet-mmext compare                       # AdamW SGD Lion Muon LAMB AdamW8bit
+    visdet-mmext compare AdamW Lion optimizers/sgd my_config.py --iters 300
+    visdet-mmext compare --list                # names and configs it knows
+    visdet-mmext compare --replot work_dirs/compare_optimizers/results.json \
+        AdamW Muon --out-dir docs/images       # redraw a subset, no training
 
-Each item is a config file or an optimizer name. A name uses the config under
-``configs/optimizers/`` that sets that optimizer, else the demo with the catalog's example
-settings and a warm-up + cosine schedule. Every run gets the same seed (same initial weights,
+Each item is a config file, a packaged config (``optimizers/sgd``) or an optimizer name. A name
+uses the packaged config under ``configs/optimizers/`` that sets that optimizer, else the demo
+with the catalog's example settings and a warm-up + cosine schedule. Every run gets the same seed (same initial weights,
 same batches), ``--iters`` iterations (schedules are rescaled to fit) and a validation every
 ``--val-interval`` iterations. Writes, under ``--out-dir``:
 
@@ -34,15 +34,15 @@ import time
 import traceback
 import uuid
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the package: configs/ ships inside it
 DEFAULT_ITEMS = ("AdamW", "SGD", "Lion", "Muon", "LAMB", "AdamW8bit")
 BASE_CONFIG = osp.join(ROOT, "configs", "_base_", "demo.py")
 SCHEDULE = osp.join(ROOT, "configs", "_base_", "schedules", "warmup_cosine.py")
 CONFIG_DIR = osp.join(ROOT, "configs", "optimizers")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("items", nargs="*", help="config files or optimizer names "
                         f"(default: {' '.join(DEFAULT_ITEMS)}, those available)")
     parser.add_argument("--iters", type=int, default=600, help="training iterations per optimizer")
@@ -89,8 +89,9 @@ def resolve_item(item: str, configs: dict[str, str]):
     """(label, Config) for a config path or an optimizer name."""
     from mmengine.config import Config
     from visdet_mmext.catalog import CATALOG
-    if item.endswith(".py") or osp.isfile(item):
-        cfg = Config.fromfile(item)
+    from visdet_mmext.configs import find_config
+    if item.endswith(".py") or osp.isfile(item) or "/" in item:
+        cfg = Config.fromfile(find_config(item))
         return optimizer_type(cfg), cfg
     if item in configs:
         return item, Config.fromfile(configs[item])
@@ -281,6 +282,37 @@ def smooth(values, weight: float = 0.9):
     return out
 
 
+def loss_ticks(ax, losses) -> None:
+    """Log-axis ticks that each read as their own value. A short run's loss can span less than a
+    decade; there the 1-2-5 ticks would be one or none, so they are evenly spaced instead."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    losses = [x for x in losses if x > 0 and math.isfinite(x)]
+    wide = bool(losses) and max(losses) >= 10 * min(losses)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)) if wide
+                               else MaxNLocator(nbins=5))
+    ax.yaxis.set_major_formatter(exact_tick_formatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def exact_tick_formatter():
+    """Tick labels with the fewest significant digits that still read as the tick's value."""
+    from matplotlib.ticker import Formatter
+
+    class ExactFormatter(Formatter):
+        digits = 2
+
+        def set_locs(self, locs):
+            super().set_locs(locs)
+            self.digits = next((d for d in range(2, 7) if all(
+                math.isclose(float(f"{x:.{d}g}"), x, rel_tol=1e-9) for x in locs)), 7)
+
+        def __call__(self, x, pos=None):
+            return f"{x:.{self.digits}g}"
+
+    return ExactFormatter()
+
+
 def plot(results: list[dict], path: str, title: str) -> None:
     try:
         import matplotlib
@@ -289,7 +321,6 @@ def plot(results: list[dict], path: str, title: str) -> None:
                          "pip install 'visdet-mmext[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     ok = [r for r in results if r["ok"]]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -304,9 +335,7 @@ def plot(results: list[dict], path: str, title: str) -> None:
             ax_acc.plot(its, accs, marker="o", label=r["label"], color=colour[r["label"]])
     ax_loss.set(title="training loss (EMA 0.9)", xlabel="iteration", ylabel="cross-entropy",
                 yscale="log")
-    ax_loss.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax_loss.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-    ax_loss.yaxis.set_minor_formatter(NullFormatter())
+    loss_ticks(ax_loss, [x for r in ok for x in smooth(r["loss"])])
     ax_acc.set(title="validation accuracy", xlabel="iteration", ylabel="accuracy (%)")
     ax_acc.set_ylim(top=100)
     for ax in (ax_loss, ax_acc):
@@ -386,8 +415,8 @@ def replot(args) -> int:
     return write_outputs(results, args)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog=None) -> int:
+    args = parse_args(argv, prog)
     if args.replot:
         return replot(args)
     import torch

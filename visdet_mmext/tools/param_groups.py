@@ -1,6 +1,6 @@
 """Print how a config's optimizer sees the model, without training.
 
-    python tools/print_param_groups.py CONFIG [--cfg-options k=v ...]
+    visdet-mmext groups CONFIG [--cfg-options k=v ...]     (CONFIG: a file or a packaged name)
 
 Builds the model and the optim wrapper exactly as training would, then prints the Muon
 routing table (parameter, shape, side, reason) when the optimizer is Muon, and one line per
@@ -14,10 +14,12 @@ import visdet_mmext  # noqa: F401  (registers every optimizer and the constructo
 from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 
+from visdet_mmext.configs import find_config
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config")
+
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="config file, or a packaged config's name")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
     return parser.parse_args(argv)
 
@@ -44,9 +46,9 @@ def build(model, optim_cfg: dict):
     return constructor, constructor(model)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+def main(argv=None, prog=None) -> int:
+    args = parse_args(argv, prog)
+    cfg = Config.fromfile(find_config(args.config))
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get("default_scope", "mmengine"))
     model = MODELS.build(cfg.model)

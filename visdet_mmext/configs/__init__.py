@@ -1,0 +1,50 @@
+"""The configs that ship with the package, and how a command line names one.
+
+The ``.py`` files beside this one are mmengine configs (read as text by ``Config.fromfile``, never
+imported). Every command that takes a config accepts a path, or a packaged config by name:
+``demo_muon``, ``demo/demo_muon`` or ``demo/demo_muon.py`` (``visdet-mmext configs`` lists them).
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import os.path as osp
+
+from ..errors import ConfigNotFoundError
+
+CONFIG_DIR = osp.dirname(osp.abspath(__file__))
+
+
+def packaged_configs() -> dict[str, str]:
+    """name (path below this folder, no ``.py``) -> absolute path; ``_base_`` files excluded."""
+    found = {}
+    for folder, dirs, files in os.walk(CONFIG_DIR):
+        dirs[:] = sorted(d for d in dirs if d != "_base_" and not d.startswith(("_", ".")))
+        for name in sorted(files):
+            if name.endswith(".py") and not name.startswith("_"):
+                path = osp.join(folder, name)
+                found[osp.relpath(path, CONFIG_DIR)[:-3].replace(os.sep, "/")] = path
+    return found
+
+
+def find_config(name_or_path: str) -> str:
+    """A config file: an existing path as given, else the packaged config of that name."""
+    if osp.isfile(name_or_path):
+        return name_or_path
+    configs = packaged_configs()
+    key = name_or_path[:-3] if name_or_path.endswith(".py") else name_or_path
+    # "configs/demo/demo_muon.py": the path these configs had in a checkout before they moved here
+    key = key.replace(os.sep, "/").strip("/").removeprefix("configs/")
+    if key in configs:
+        return configs[key]
+    by_stem = [name for name in configs if name.rsplit("/", 1)[-1] == key]
+    if len(by_stem) == 1:
+        return configs[by_stem[0]]
+    if len(by_stem) > 1:
+        raise ConfigNotFoundError(f"{name_or_path!r} names several packaged configs: "
+                                  f"{', '.join(by_stem)}; give one of these.")
+    stems = {name.rsplit("/", 1)[-1] for name in configs}
+    close = difflib.get_close_matches(key, sorted(set(configs) | stems), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigNotFoundError(f"No config file {name_or_path!r}, and no packaged config of that "
+                              f"name.{hint} `visdet-mmext configs` lists the packaged ones.")
