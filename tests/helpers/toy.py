@@ -33,6 +33,10 @@ class ToyClassifier(BaseModel):
             return dict(loss=nn.functional.cross_entropy(logits, targets))
         return logits
 
+    @property
+    def logits_module(self):  # SophiaG's Hessian estimate reads its output
+        return self.head
+
 
 class SparseBagClassifier(BaseModel):
     """Only a sparse EmbeddingBag: the model SparseAdam is for."""
