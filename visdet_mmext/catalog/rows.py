@@ -158,7 +158,7 @@ def _collection(name: str, doc: str, example, **facts) -> OptimizerSpec:
 
 COLLECTION_ROWS = (
     _collection("SophiaH", "SophiaH: clipped step by momentum over a Hutchinson Hessian estimate",
-                _settings(lr=1e-2, weight_decay=0.1), adapter=adapters.hutchinson_refresh,
+                _settings(lr=6e-2, weight_decay=0.1), adapter=adapters.hutchinson_refresh,
                 wrapper="SophiaOptimWrapper", zero_impossible=_REFRESH),
     _collection("ADOPT", "ADOPT: Adam normalising by the previous second moment (any beta2)",
                 _settings(lr=1e-3, weight_decay=0.05, weight_decouple=True), elementwise=True),

@@ -33,7 +33,7 @@ _CREATE_GRAPH_WARNING = r"Using backward\(\) with create_graph=True"
 
 
 def _draw_seed(seed: int, step: int) -> int:
-    return (seed << 32) + step
+    return (seed * 1_000_003 + step) % 2**32  # torch's CPU generator keeps 32 bits of a seed
 
 
 @OPTIM_WRAPPERS.register_module()
