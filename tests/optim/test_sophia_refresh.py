@@ -47,10 +47,11 @@ class Counter(Hook):
         self.states[runner.iter + 1] = copy.deepcopy(runner.optim_wrapper.optimizer.state_dict())
 
 
-def _run(work_dir, name, max_iters, **extra):
+def _run(work_dir, name, max_iters, accumulative_counts=1, **extra):
     counter = Counter()
-    runner = make_runner(work_dir, dict(optimizer=OPTIMIZERS[name]), max_iters=max_iters,
-                         checkpoint_interval=4, custom_hooks=[counter], **extra)
+    wrapper = dict(optimizer=OPTIMIZERS[name], accumulative_counts=accumulative_counts)
+    runner = make_runner(work_dir, wrapper, max_iters=max_iters, checkpoint_interval=4,
+                         custom_hooks=[counter], **extra)
     runner.train()
     return runner, counter
 
@@ -63,6 +64,14 @@ def test_refresh_every_k_steps_costs_one_backward(tmp_path, name):
     assert counter.per_iteration == [(2 if refresh else 1, 1) for refresh in refreshes]
     losses = runner.message_hub.get_scalar("train/loss").data[0]
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_refresh_with_gradient_accumulation(tmp_path, name):
+    """Two micro-batches per step: SophiaG estimates on the last one of a refreshing step,
+    SophiaH keeps the graph of both and takes its product once, at the step."""
+    runner, counter = _run(tmp_path, name, max_iters=8, accumulative_counts=2)
+    assert [grads for grads, _ in counter.per_iteration] == [1, 2, 1, 1, 1, 1, 1, 2]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
