@@ -5,5 +5,5 @@ _base_ = ['../_base_/demo.py', '../_base_/schedules/warmup_cosine.py']
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SophiaG', lr=1e-3, betas=(0.965, 0.99), rho=0.04, weight_decay=0.1,
+    optimizer=dict(type='SophiaG', lr=2e-3, betas=(0.965, 0.99), rho=0.04, weight_decay=0.1,
                    update_period=10))

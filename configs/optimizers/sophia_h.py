@@ -4,5 +4,5 @@ _base_ = ['../_base_/demo.py', '../_base_/schedules/warmup_cosine.py']
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SophiaH', lr=0.1, betas=(0.96, 0.99), p=0.01, weight_decay=0.005,
+    optimizer=dict(type='SophiaH', lr=0.2, betas=(0.96, 0.99), p=0.01, weight_decay=0.005,
                    update_period=10))
