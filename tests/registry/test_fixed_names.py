@@ -24,8 +24,8 @@ def full():
 
 
 @pytest.mark.parametrize("hidden", [("lion_pytorch",), ("bitsandbytes",),
-                                    ("transformers", "dadaptation", "deepspeed"),
-                                    ("schedulefree", "prodigyopt", "pytorch_optimizer")])
+                                    ("transformers", "dadaptation", "deepspeed", "schedulefree",
+                                     "prodigyopt", "pytorch_optimizer")])
 def test_names_never_change_meaning(full, hidden):
     partial = run_json(SNAPSHOT, hide=hidden)
     for name, entry in partial.items():

@@ -2,8 +2,8 @@
 
 - Schedule-free AdamW with a warm-up against AdamW with warm-up and cosine: the demo's model and
   data, both schedules rescaled to 200 iterations by the compare tool; schedule-free validates
-  its averaged weights (ScheduleFreeHook) and must be within 1 point. SophiaG and SophiaH from
-  their configs in the same run: well above chance. (Full length, 600 iterations:
+  its averaged weights (ScheduleFreeHook) and must be within 1 point. SophiaG from its config
+  in the same run (its Hessian refresh reads DemoConvNet's logits): well above chance. (Full length, 600 iterations:
   docs/schedule_free.md, docs/sophia.md.)
 - SophiaG through tools/train.py from its config (small model and data, 60 iterations): the
   loss falls and the Hessian refresh ran. (Full length: docs/sophia.md.)
@@ -22,15 +22,15 @@ compare = load_tool(os.path.join(ROOT, "tools", "compare_optimizers.py"), "visde
 train_tool = load_tool(TRAIN, "visdet_train_beyond")
 
 
-def test_schedule_free_matches_adamw_and_sophia_converges(tmp_path):
-    names = ["AdamW", "AdamWScheduleFree", "SophiaG", "SophiaH"]
+def test_schedule_free_matches_adamw_and_sophia_g_converges(tmp_path):
+    names = ["AdamW", "AdamWScheduleFree", "SophiaG"]
     assert compare.main([*names, "--iters", "200", "--val-interval", "200", "--no-progress",
                          "--out-dir", str(tmp_path)]) == 0
     accuracy = {r["label"]: r["final_accuracy"]
                 for r in json.loads((tmp_path / "results.json").read_text())}
     assert accuracy["AdamW"] > 60, accuracy  # chance: 25
     assert accuracy["AdamWScheduleFree"] >= accuracy["AdamW"] - 1.0, accuracy
-    assert accuracy["SophiaG"] > 50 and accuracy["SophiaH"] > 50, accuracy
+    assert accuracy["SophiaG"] > 50, accuracy
 
 
 def _losses(work_dir) -> list[float]:
