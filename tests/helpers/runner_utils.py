@@ -21,7 +21,8 @@ class DictDataset(Dataset):
 
 
 def make_runner(work_dir, optim_wrapper, *, model=None, data=None, max_iters=30, batch_size=64,
-                param_scheduler=None, checkpoint_interval=1000, default_scope="mmengine", **extra):
+                param_scheduler=None, checkpoint_interval=1000, val_interval=1000,
+                default_scope="mmengine", **extra):
     torch.manual_seed(0)
     # InfiniteSampler: with DefaultSampler mmengine's iteration loop sleeps 2 s at every epoch end
     return Runner(
@@ -30,7 +31,7 @@ def make_runner(work_dir, optim_wrapper, *, model=None, data=None, max_iters=30,
         train_dataloader=dict(dataset=DictDataset(data or toy_data()), batch_size=batch_size,
                               sampler=dict(type="InfiniteSampler", shuffle=True, seed=0),
                               collate_fn=dict(type="default_collate"), num_workers=0),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=val_interval),
         optim_wrapper=optim_wrapper,
         param_scheduler=param_scheduler,
         default_hooks=dict(logger=dict(type="LoggerHook", interval=5),

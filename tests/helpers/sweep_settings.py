@@ -38,6 +38,17 @@ SETTINGS = {
     "DAdaptSGD": ({"lr": 1.0, "d0": 1e-2, "growth_rate": 1.1}, 0.7),
     "DAdaptAdaGrad": ({"lr": 1.0, "d0": 1e-2}, 0.7),
     "DeepSpeedCPUAdagrad": ({"lr": 0.1}, 0.5),
+    # schedule-free (stepped in train mode by ScheduleFreeOptimWrapper)
+    "AdamWScheduleFree": ({"lr": 2e-2}, 0.3),
+    "SGDScheduleFree": ({"lr": 1.0}, 0.4),
+    "RAdamScheduleFree": ({"lr": 0.1}, 0.5),  # holds still until its rectification starts
+    "Prodigy": ({"lr": 1.0}, 0.3),
+    # Hessian refreshed every 3 steps, so the round trip resumes across refreshes
+    "SophiaG": ({"lr": 2e-2, "update_period": 3}, 0.3),
+    "SophiaH": ({"lr": 1.0, "update_period": 3}, 0.4),  # steps are clipped to lr * p (p=0.01)
+    "ADOPT": ({"lr": 2e-2}, 0.3),
+    "Adan": ({"lr": 2e-2}, 0.3),
+    "SOAP": ({"lr": 3e-2}, 0.3),
 }
 STEPS = 40
 FAMILY_ORDER = ("AdEMAMix", "LAMB", "LARS", "Lion", "RMSprop", "Adagrad", "SGD", "Adam")

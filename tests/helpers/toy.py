@@ -33,6 +33,28 @@ class ToyClassifier(BaseModel):
             return dict(loss=nn.functional.cross_entropy(logits, targets))
         return logits
 
+    @property
+    def logits_module(self):  # SophiaG's Hessian estimate reads its output
+        return self.head
+
+
+class ToyBNClassifier(BaseModel):
+    """ToyClassifier with a BatchNorm between its layers (schedule-free's BN recompute)."""
+
+    def __init__(self, features=16, hidden=32, classes=4):
+        super().__init__()
+        self.layer = nn.Linear(features, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, inputs, targets=None, mode="tensor"):
+        logits = self.head(torch.relu(self.norm(self.layer(inputs))))
+        if mode == "loss":
+            return dict(loss=nn.functional.cross_entropy(logits, targets))
+        if mode == "predict":
+            return [dict(correct=bool(c)) for c in logits.argmax(1) == targets]
+        return logits
+
 
 class SparseBagClassifier(BaseModel):
     """Only a sparse EmbeddingBag: the model SparseAdam is for."""

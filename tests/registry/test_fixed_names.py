@@ -24,7 +24,8 @@ def full():
 
 
 @pytest.mark.parametrize("hidden", [("lion_pytorch",), ("bitsandbytes",),
-                                    ("transformers", "dadaptation", "deepspeed")])
+                                    ("transformers", "dadaptation", "deepspeed", "schedulefree",
+                                     "prodigyopt", "pytorch_optimizer")])
 def test_names_never_change_meaning(full, hidden):
     partial = run_json(SNAPSHOT, hide=hidden)
     for name, entry in partial.items():
@@ -52,3 +53,23 @@ def test_fixed_meanings(full):
     assert full["bnb_Lion"]["target"] == "bitsandbytes.optim.lion.Lion"
     assert full["bnb_LAMB"]["target"] == "bitsandbytes.optim.lamb.LAMB"
     assert full["AdamW8bit"]["target"] == "bitsandbytes.optim.adamw.AdamW8bit"
+
+
+def test_mmengine_sophia_registration_is_replaced_and_reported(tmp_path):
+    """mmengine registers every optimizer class of an importable module named `Sophia` (the
+    Sophia authors' code); the catalog's SophiaG keeps the name, and the report says what it
+    replaced."""
+    (tmp_path / "Sophia.py").write_text(
+        "import torch\n\nclass SophiaG(torch.optim.Optimizer):\n    pass\n")
+    replaced = run_json("""
+import json
+from mmengine.optim.optimizer.builder import SOPHIA_OPTIMIZERS
+import visdet_mmext
+from visdet_mmext.optim import OPTIMIZERS
+info = visdet_mmext.REPORT.availability("SophiaG")
+print(json.dumps(dict(mmengine=SOPHIA_OPTIMIZERS, target=OPTIMIZERS.get("SophiaG").__module__,
+                      reason=info.reason)))
+""", env=dict(PYTHONPATH=str(tmp_path)))
+    assert replaced["mmengine"] == ["SophiaG"]
+    assert replaced["target"] == "visdet_mmext.algorithms.sophia"
+    assert replaced["reason"] == "replaces Sophia.SophiaG"

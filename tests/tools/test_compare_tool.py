@@ -63,6 +63,10 @@ def test_list(capsys):
     assert compare.main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert "Muon" in listing and "configs/optimizers/muon.py" in listing
+    for name, config in (("AdamWScheduleFree", "adamw_schedule_free"), ("Prodigy", "prodigy"),
+                         ("SophiaG", "sophia_g"), ("SophiaH", "sophia_h"), ("ADOPT", "adopt"),
+                         ("Adan", "adan"), ("SOAP", "soap")):
+        assert f"configs/optimizers/{config}.py" in listing.split(name, 1)[1].splitlines()[0]
 
 
 def test_progress_without_tqdm(monkeypatch, capsys):

@@ -19,7 +19,12 @@ ALL_CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIGS, "_base_", "**", "*.py"
 #: documented optimizer families that must each have a config under configs/optimizers
 FAMILIES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Lion", "RAdam", "NAdam",
             "Muon", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad", "Adafactor", "TorchAdafactor",
-            "AdamW8bit", "LAMB", "LBFGS", "DeepSpeedCPUAdam")
+            "AdamW8bit", "LAMB", "LBFGS", "DeepSpeedCPUAdam", "AdamWScheduleFree",
+            "SGDScheduleFree", "RAdamScheduleFree", "Prodigy", "SophiaG", "SophiaH", "ADOPT", "Adan",
+            "SOAP")
+#: schedule-free: a warm-up at most (their average of the iterates replaces the decay)
+SCHEDULE_FREE = {"AdamWScheduleFree": ["LinearLR"], "SGDScheduleFree": ["LinearLR"],
+                 "RAdamScheduleFree": []}
 #: need a DeepSpeed op built on first use (JIT, minutes): marked like the other DeepSpeed tests
 DEEPSPEED = ("FusedAdam", "DeepSpeedCPUAdam", "DeepSpeedCPUAdagrad", "DeepSpeedCPULion")
 
@@ -72,6 +77,8 @@ def test_schedule_matches_the_optimizer(path):
         assert kinds == []  # Adafactor's relative step chooses the step size
     elif optimizer["type"] == "RAdam":
         assert kinds == ["CosineAnnealingLR"]  # the rectification is its warm-up
+    elif optimizer["type"] in SCHEDULE_FREE:
+        assert kinds == SCHEDULE_FREE[optimizer["type"]]
     else:
         assert kinds == ["LinearLR", "CosineAnnealingLR"]
     for scheduler in cfg.get("param_scheduler") or []:

@@ -32,7 +32,7 @@ def line_search_on_minibatches(plan: BuildPlan) -> None:
             f"{plan.name} without line_search_fn takes full quasi-Newton steps from curvature pairs "
             "of different mini-batches, which often diverges (NaN). Settings that work on "
             "mini-batches: lr=1.0, max_iter=4, history_size=10, line_search_fn='strong_wolfe', "
-            "with a decaying lr schedule (configs/optimizers/lbfgs.py); or use full batches.")
+            "with a decaying lr schedule (the packaged config optimizers/lbfgs); or use full batches.")
 
 
 def sparse_only(plan: BuildPlan) -> None:
@@ -91,3 +91,40 @@ def relative_step(plan: BuildPlan) -> None:
                                        "or use relative_step=False with a numeric lr.")
         for group in plan.groups:
             group.pop("lr", None)
+
+
+def _refreshed_by_sophia_wrapper(plan: BuildPlan) -> None:
+    wrapper = plan.wrapper_cfg.get("type", "OptimWrapper")
+    if wrapper not in ("OptimWrapper", "SophiaOptimWrapper"):
+        raise OptimizerConfigError(
+            f"{plan.name} needs its Hessian estimate refreshed every update_period steps, which "
+            f"SophiaOptimWrapper does; optim_wrapper type {wrapper!r} would never refresh it. "
+            "Remove optim_wrapper.type (or set it to 'SophiaOptimWrapper').")
+
+
+def gnb_refresh(plan: BuildPlan) -> None:
+    """Hessian refreshed every update_period steps from the model's logits (one extra backward).
+
+    The model names the module whose output is its logits: a ``logits_module`` attribute, or
+    ``optim_wrapper=dict(type='SophiaOptimWrapper', logits_module='head', ...)`` (docs/sophia.md).
+    """
+    _refreshed_by_sophia_wrapper(plan)
+    name = plan.wrapper_cfg.get("logits_module")
+    if name is not None:
+        if name not in dict(plan.model.named_modules()):
+            raise OptimizerConfigError(
+                f"optim_wrapper.logits_module={name!r} is not a module of "
+                f"{type(plan.model).__name__}; name the module whose output is the logits, "
+                "e.g. 'head'.")
+    elif not isinstance(getattr(plan.model, "logits_module", None), nn.Module):
+        raise OptimizerConfigError(
+            f"SophiaG estimates the Hessian from the model's logits, and "
+            f"{type(plan.model).__name__} does not say where they are: give it a `logits_module` "
+            "attribute (the module whose output is the logits), or name it in the config: "
+            "optim_wrapper=dict(type='SophiaOptimWrapper', logits_module='head', ...) "
+            "(docs/sophia.md); or use SophiaH.")
+
+
+def hutchinson_refresh(plan: BuildPlan) -> None:
+    """Hessian refreshed every update_period steps by a Hutchinson product (one extra backward)."""
+    _refreshed_by_sophia_wrapper(plan)

@@ -1,8 +1,11 @@
 """The catalog table: one row per optimizer name, with everything known about it.
 
 A name means one class whatever else is installed (fixed-name policy): torch's names, this
-package's ``Lion``/``LAMB``/``Muon``/1-bit optimizers, Hugging Face ``Adafactor``; a bitsandbytes
-class whose name torch or this package owns gets the ``bnb_`` prefix.
+package's ``Lion``/``LAMB``/``Muon``/``SophiaG``/1-bit optimizers, Hugging Face ``Adafactor``,
+the schedule-free, Prodigy and pytorch-optimizer classes under their authors' names; a
+bitsandbytes class whose name torch or this package owns gets the ``bnb_`` prefix. mmengine
+registers ``SophiaG`` itself when a module named ``Sophia`` is importable; this package's
+SophiaG replaces it, and the availability report says so.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def _torch(name, doc, attribute=None, **facts) -> OptimizerSpec:
 FIXED_NAMES = frozenset({
     "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "RMSprop", "RAdam", "NAdam", "ASGD",
     "Rprop", "LBFGS", "Adamax", "SparseAdam", "TorchAdafactor", "TorchMuon",
-    "Lion", "LAMB", "Muon", "Adafactor", "OnebitAdam", "OnebitLamb", "ZeroOneAdam",
+    "Lion", "LAMB", "Muon", "SophiaG", "Adafactor", "OnebitAdam", "OnebitLamb", "ZeroOneAdam",
 })
 BNB_PREFIXED = frozenset({"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Lion", "LAMB"})
 
@@ -38,6 +41,10 @@ _FLAT_MUON = Impossible("updates only 2-D matrices, and ZeRO hands the optimizer
                         "partitions (it fails at the first step)",
                         "use type='Muon' (this package's hybrid Muon, which runs on DeepSpeed's "
                         "own Muon under ZeRO) or ZeRO stage 0")
+
+_REFRESH = Impossible("its Hessian estimate is refreshed from the model by SophiaOptimWrapper, "
+                      "and DeepSpeed's engine replaces mmengine's optim wrapper",
+                      "train without DeepSpeed, or use AdamW/Lion")
 
 TORCH_ROWS = (
     _torch("SGD", "Stochastic gradient descent with optional (Nesterov) momentum",
@@ -83,6 +90,11 @@ NATIVE_ROWS = (
                   "Muon (hybrid): orthogonalised momentum for matrices, AdamW for the rest",
                   example=_settings(lr=0.02, weight_decay=0.01), routes_muon=True,
                   wrapper="MuonOptimWrapper", zero_as=ZERO_AS_MUON),
+    OptimizerSpec("SophiaG", "native", "visdet_mmext.algorithms.sophia:SophiaG",
+                  "SophiaG: clipped step by momentum over a Gauss-Newton-Bartlett Hessian estimate",
+                  example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1), toy="classifier",
+                  adapter=adapters.gnb_refresh, wrapper="SophiaOptimWrapper",
+                  zero_impossible=_REFRESH),
 )
 
 HF_ROWS = (
@@ -109,6 +121,56 @@ DADAPT_ROWS = (
     _dadapt("DAdaptSGD", "SGD", adapters.single_lr),
     _dadapt("DAdaptAdan", "Adan", adapters.single_lr),
     _dadapt("DAdaptLion", "Lion", adapters.single_lr),
+)
+
+_TRAIN_EVAL = Impossible("it keeps two weight sequences, switched by optimizer.train()/eval() "
+                         "around training and evaluation, which DeepSpeed's engine never calls",
+                         "train without DeepSpeed (ScheduleFreeHook switches them in the "
+                         "Runner), or use AdamW")
+
+
+def _schedule_free(name: str, doc: str, example) -> OptimizerSpec:
+    return OptimizerSpec(name, "schedulefree", f"schedulefree:{name}", doc, extra="schedulefree",
+                         example=example, wrapper="ScheduleFreeOptimWrapper",
+                         hooks=("ScheduleFreeHook",), zero_impossible=_TRAIN_EVAL)
+
+
+SCHEDULE_FREE_ROWS = (
+    _schedule_free("AdamWScheduleFree", "Schedule-free AdamW: averaging replaces the lr schedule",
+                   _settings(lr=2.5e-3, weight_decay=0.05)),
+    _schedule_free("SGDScheduleFree", "Schedule-free SGD with momentum (lr 10-50x plain SGD's)",
+                   _settings(lr=1.0, momentum=0.9)),
+    _schedule_free("RAdamScheduleFree", "Schedule-free RAdam: no lr schedule and no warm-up",
+                   _settings(lr=2.5e-3, weight_decay=0.05)),
+)
+
+PRODIGY_ROWS = (
+    OptimizerSpec("Prodigy", "prodigyopt", "prodigyopt:Prodigy",
+                  "Prodigy: learning-rate-free Adam, D-Adaptation's successor (set lr=1.0)",
+                  extra="prodigy", example=_settings(lr=1.0, weight_decay=0.05),
+                  adapter=adapters.lr_mult_as_layer_scale, wrapper="ProdigyOptimWrapper",
+                  zero_loses=_D_ADAPT),
+)
+
+
+def _collection(name: str, doc: str, example, **facts) -> OptimizerSpec:
+    return OptimizerSpec(name, "pytorch_optimizer", f"pytorch_optimizer:{name}", doc,
+                         extra="pytorch-optimizer", example=example, swallows_kwargs=True, **facts)
+
+
+COLLECTION_ROWS = (
+    _collection("SophiaH", "SophiaH: clipped step by momentum over a Hutchinson Hessian estimate",
+                _settings(lr=6e-2, weight_decay=0.1), adapter=adapters.hutchinson_refresh,
+                wrapper="SophiaOptimWrapper", zero_impossible=_REFRESH),
+    _collection("ADOPT", "ADOPT: Adam normalising by the previous second moment (any beta2)",
+                _settings(lr=1e-3, weight_decay=0.05, weight_decouple=True), elementwise=True),
+    _collection("Adan", "Adan: Nesterov-style momentum of gradients and gradient differences",
+                _settings(lr=1e-3, weight_decay=0.02, weight_decouple=True), elementwise=True,
+                zero_loses="max_grad_norm > 0 clips by the norm of each rank's flat partition"),
+    _collection("SOAP", "SOAP: Adam in the eigenbasis of Shampoo's preconditioner",
+                _settings(lr=3e-3, weight_decay=0.01),
+                zero_loses="its preconditioner needs the 2-D shapes; on flat 1-D partitions it "
+                           "is Adam"),
 )
 
 #: bitsandbytes family -> (what it is, example settings, paged variants exist)
@@ -186,5 +248,5 @@ ONEBIT_ROWS = (
                removed_in="0.19.7"),
 )
 
-CATALOG = Catalog((*TORCH_ROWS, *NATIVE_ROWS, *HF_ROWS, *DADAPT_ROWS, *_bnb_rows(),
-                   *DEEPSPEED_ROWS, *ONEBIT_ROWS))
+CATALOG = Catalog((*TORCH_ROWS, *NATIVE_ROWS, *HF_ROWS, *DADAPT_ROWS, *SCHEDULE_FREE_ROWS,
+                   *PRODIGY_ROWS, *COLLECTION_ROWS, *_bnb_rows(), *DEEPSPEED_ROWS, *ONEBIT_ROWS))

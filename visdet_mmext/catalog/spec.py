@@ -18,6 +18,9 @@ INSTALL_HINTS = {
     "deepspeed": "pip install 'visdet-mmext[deepspeed]'",
     "dadapt": "pip install 'visdet-mmext[dadapt]'",
     "hf": "pip install 'visdet-mmext[hf]'",
+    "schedulefree": "pip install 'visdet-mmext[schedulefree]'",
+    "prodigy": "pip install 'visdet-mmext[prodigy]'",
+    "pytorch-optimizer": "pip install 'visdet-mmext[pytorch-optimizer]'",
 }
 
 #: How ZeRO (DeepSpeed) can run an optimizer. Under ZeRO each param group becomes one flat 1-D
@@ -47,9 +50,12 @@ class OptimizerSpec:
     op_builder: str | None = None  # DeepSpeed op that must exist on the accelerator
     removed_in: str | None = None  # first version of the package without the class
     example: Mapping = field(default_factory=lambda: MappingProxyType({"lr": 1e-3}))
-    toy: str = "dense"  # toy problem `check` steps: "dense", "sparse" (embeddings), "matrices"
+    toy: str = "dense"  # toy problem `check` steps: "dense", "sparse" (embeddings), "matrices",
+    #                     "classifier" (a classifier naming its logits_module, for SophiaG)
     adapter: Callable | None = None  # fits an mmengine build to the optimizer (catalog.adapters)
     wrapper: str | None = None  # OptimWrapper the constructor picks instead of OptimWrapper
+    hooks: tuple[str, ...] = ()  # Runner hooks the run needs, added when the optim wrapper is built
+    swallows_kwargs: bool = False  # takes **kwargs and ignores unknown ones: check named settings
     routes_muon: bool = False  # takes use_muon-flagged groups; the package constructor routes
     zero_as: str | None = None  # how ZeRO-Offload runs it (ZERO_AS_*), None: it cannot
     elementwise: bool = False  # per-element update: ZeRO's flat partitions change nothing
@@ -84,6 +90,7 @@ class OptimizerSpec:
             notes.append(self.adapter.__doc__.strip().splitlines()[0].rstrip("."))
         if self.wrapper is not None:
             notes.append(f"trains through {self.wrapper}, chosen automatically")
+        notes += [f"{hook} added to the Runner automatically" for hook in self.hooks]
         return "; ".join(notes)
 
     def loaded_class(self):

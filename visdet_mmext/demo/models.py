@@ -43,6 +43,11 @@ class _Classifier(BaseModel):
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def logits_module(self) -> nn.Module:
+        """The module whose output is the logits (SophiaG estimates its Hessian from them)."""
+        return self.head
+
 
 class ConvBN(nn.Module):
     """conv → BatchNorm → optional ReLU (``conv``, ``bn`` like mmcv's ConvModule)."""

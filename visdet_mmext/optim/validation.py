@@ -175,7 +175,11 @@ def resolve_optimizer_type(optimizer_type):
 
 
 def signature_parameters(optimizer_cls) -> dict[str, inspect.Parameter] | None:
-    """Keyword parameters the optimizer accepts; None when unknown (``**kwargs``, lazy builders)."""
+    """Keyword parameters the optimizer accepts; None when unknown (``**kwargs``, lazy builders).
+
+    A catalog row marked ``swallows_kwargs`` (pytorch-optimizer's classes put unknown keywords in
+    the param groups and ignore them) is checked against its named parameters.
+    """
     if getattr(optimizer_cls, "lazy_spec", None) is not None:
         return None  # a lazy DeepSpeed builder: do not import DeepSpeed just to check
     try:
@@ -183,7 +187,10 @@ def signature_parameters(optimizer_cls) -> dict[str, inspect.Parameter] | None:
     except (TypeError, ValueError):
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return None
+        spec = CATALOG.spec_of(optimizer_cls) if isinstance(optimizer_cls, type) else None
+        if spec is None or not spec.swallows_kwargs:
+            return None
+        parameters = {n: p for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
     return {name: p for name, p in parameters.items() if name not in ("params", "model_params")}
 
 

@@ -28,6 +28,9 @@ OWN_PROVIDERS = {
     "native": "visdet_mmext.registry.providers.native:register",
     "dadaptation": "visdet_mmext.registry.providers.dadaptation:register",
     "transformers": "visdet_mmext.registry.providers.transformers:register",
+    "schedulefree": "visdet_mmext.registry.providers.schedulefree:register",
+    "prodigyopt": "visdet_mmext.registry.providers.prodigyopt:register",
+    "pytorch_optimizer": "visdet_mmext.registry.providers.pytorch_optimizer:register",
     "bitsandbytes": "visdet_mmext.registry.providers.bitsandbytes:register",
     "deepspeed": "visdet_mmext.registry.providers.deepspeed:register",
 }

@@ -2,5 +2,9 @@
 from .applied_lr import AdafactorOptimWrapper, MuonOptimWrapper
 from .closure import ClosureOptimWrapper
 from .effective_lr import DAdaptOptimWrapper
+from .prodigy import ProdigyOptimWrapper
+from .schedule_free import ScheduleFreeOptimWrapper
+from .sophia import SophiaOptimWrapper
 
-__all__ = ["AdafactorOptimWrapper", "ClosureOptimWrapper", "DAdaptOptimWrapper", "MuonOptimWrapper"]
+__all__ = ["AdafactorOptimWrapper", "ClosureOptimWrapper", "DAdaptOptimWrapper", "MuonOptimWrapper",
+           "ProdigyOptimWrapper", "ScheduleFreeOptimWrapper", "SophiaOptimWrapper"]
