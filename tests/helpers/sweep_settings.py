@@ -38,6 +38,8 @@ SETTINGS = {
     "DAdaptSGD": ({"lr": 1.0, "d0": 1e-2, "growth_rate": 1.1}, 0.7),
     "DAdaptAdaGrad": ({"lr": 1.0, "d0": 1e-2}, 0.7),
     "DeepSpeedCPUAdagrad": ({"lr": 0.1}, 0.5),
+    # CUDA only: the paper's LAMB with its trust ratio clamped to [0.01, 10], as the native one
+    "FusedLamb": ({"lr": 5e-2, "weight_decay": 0.01}, 0.5),
 }
 STEPS = 40
 FAMILY_ORDER = ("AdEMAMix", "LAMB", "LARS", "Lion", "RMSprop", "Adagrad", "SGD", "Adam")
