@@ -47,9 +47,9 @@ class Step:
 
 
 STEPS = (
-    Step("environment", 10, "GPU, driver, nvcc, torch and CPU facts"),
+    Step("environment", 20, "GPU, driver, nvcc, torch and CPU facts"),
     Step("install", 30, "pip install --no-index --target the wheel cache (skipped without one)"),
-    Step("benchmark", 250, "tools/benchmark_optimizers.py --device cuda (1.31 B parameters)"),
+    Step("benchmark", 240, "tools/benchmark_optimizers.py --device cuda (1.31 B parameters)"),
     Step("cuda-tests", 180, "pytest -m cuda over the files below (junit.xml)"),
     Step("summary", 10, "targets, measured ratios, met or not; summary.json"),
 )
@@ -355,8 +355,8 @@ def run_check(args) -> int:
 
     def do_tests(until):
         for op, process in builds.items():  # the DeepSpeed tests need them
-            outcomes["cuda-tests"].detail += "" if finish(process, min(
-                until, facts["builds_until"])) == "ok" else f"building {op} failed; "
+            status = finish(process, min(until, facts["builds_until"]))
+            outcomes["cuda-tests"].detail += "" if status == "ok" else f"{op}: {status}; "
         return cuda_tests(out, env, log, until)
 
     def do_summary(until):
@@ -453,8 +453,8 @@ def dry_check_tests(junit: Path) -> tuple[list[str], str]:
         reasons = results["skip_reasons"]
         if results["passed"] or results["failed"] or any("CUDA" not in r for r in reasons):
             problems.append(f"without CUDA every cuda test must skip for want of it: "
-                            f"{results['passed']} passed, {results['failed']} failed, "
-                            f"skip reasons {reasons}")
+                            f"{results['passed']} passed, {results['failed']} failed "
+                            f"{results['failed_tests'][:3]}, skip reasons {reasons}")
         note = (f"{results['skipped']} cuda tests, all skipped here: "
                 + ", ".join(f"{n} {r!r}" for r, n in reasons.items()))
     counts = {name: files.count(name) for name in dict.fromkeys(files)}
