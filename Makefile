@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/visdet-mmext/torch_extensions
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast venv list benchmark clean
+.PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,20 @@ list: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmark_optimizers.py
+
+# The GPU check (docs/gpu.md). Here: fill the wheel cache it installs from on the GPU machine.
+WHEELS ?= gpu_wheels
+gpu-wheels: $(STAMP)
+	$(PY) tools/gpu_wheels.py --dest $(WHEELS)
+
+# On the GPU machine: its own python3 (CUDA torch) plus the wheels. DRY=1: the plan, checked here.
+ifdef DRY
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py --dry-run $(if $(WHEELS),--wheels $(WHEELS))
+else
+gpu-check:
+	$(PYTHON) tools/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS))
+endif
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache

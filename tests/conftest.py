@@ -10,6 +10,16 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR",
                       os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip where no CUDA device is (``make gpu-check`` runs them)."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

@@ -75,11 +75,12 @@ def resnet50_shapes(width: int = 64, classes: int = 1000) -> list:
 
 
 def make_params(shapes: list, device: torch.device, seed: int = 0) -> list[nn.Parameter]:
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # drawn where they live: 2.6 G random numbers drawn on the CPU would take tens of seconds
+    gen = torch.Generator(device=device).manual_seed(seed)
     params = []
     for s in shapes:
-        p = nn.Parameter((torch.randn(s, generator=gen) * 0.02).to(device))
-        p.grad = (torch.randn(s, generator=gen) * 0.01).to(device)
+        p = nn.Parameter(torch.randn(s, generator=gen, device=device) * 0.02)
+        p.grad = torch.randn(s, generator=gen, device=device) * 0.01
         params.append(p)
     return params
 
@@ -101,18 +102,31 @@ def sync(device: torch.device) -> None:
 
 
 def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 8) -> float:
-    """Best-of-N device copy bandwidth in GB/s (read + write bytes)."""
+    """Best-of-N device copy bandwidth in GB/s (read + write bytes; CUDA events on GPU)."""
     n = mbytes * 2 ** 20 // 4
     src = torch.randn(n, device=device)
     dst = torch.empty_like(src)
     best = math.inf
     for _ in range(repeats + 2):
+        if device.type == "cuda":
+            best = min(best, timed_step(_Copy(dst, src), device) / 1e3)
+            continue
         sync(device)
         t0 = time.perf_counter()
         dst.copy_(src)
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * src.nbytes / best / 1e9
+
+
+class _Copy:
+    """A copy with a ``step()``, so :func:`timed_step` times it like an optimizer."""
+
+    def __init__(self, dst: torch.Tensor, src: torch.Tensor):
+        self.dst, self.src = dst, src
+
+    def step(self) -> None:
+        self.dst.copy_(self.src)
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> int:
@@ -192,6 +206,21 @@ def cases(device: torch.device) -> list[Case]:
         Case(r, "native Muon per-matrix loop", lambda ps: Muon(ps, lr=0.02, fast=False,
                                                                foreach=False),
              native=True, muon=True, heavy=True),
+    ] + (cuda_peers() if device.type == "cuda" else [])
+
+
+def cuda_peers() -> list[Case]:
+    """Peers measured on GPUs only (DeepSpeed's fused ops exist only there; 8-bit AdamW is the
+    bitsandbytes optimizer people run on GPUs)."""
+    t = "transformer"
+    ops = lambda module, name: getattr(__import__(module, fromlist=[name]), name)  # noqa: E731
+    return [
+        Case(t, "DeepSpeed FusedAdam", lambda ps: ops("deepspeed.ops.adam", "FusedAdam")(
+            ps, lr=1e-3, adam_w_mode=True), kind="adamw", cuda_only=True),
+        Case(t, "DeepSpeed FusedLion", lambda ps: ops("deepspeed.ops.lion", "FusedLion")(
+            ps, lr=1e-4, weight_decay=0.1), kind="lion", cuda_only=True),
+        Case(t, "bitsandbytes AdamW8bit", lambda ps: bnb_optim().AdamW8bit(ps, lr=1e-3),
+             cuda_only=True),
     ]
 
 

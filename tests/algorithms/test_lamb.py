@@ -10,29 +10,10 @@ from torch import nn
 from native_utils import (PATHS, ALL_PATHS, assert_closure_loss_returned,
                           assert_sparse_gradients_refused, fresh, make_problem, regression_losses,
                           run, toy_regression)
+from oracles import reference_lamb
 from visdet_mmext.algorithms.lamb import LAMB
 
 pytestmark = pytest.mark.usefixtures("compile_small_tensors")
-
-
-def reference_lamb(init, grads, lr, betas, eps, wd, adapt=True, bias_correction=True):
-    """The paper's algorithm, written out in float64, one tensor at a time."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    for t, step_grads in enumerate(grads, start=1):
-        for i, g in enumerate(step_grads):
-            g = g.double()
-            m[i] = betas[0] * m[i] + (1 - betas[0]) * g
-            v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
-            m_hat, v_hat = m[i], v[i]
-            if bias_correction:
-                m_hat, v_hat = m_hat / (1 - betas[0] ** t), v_hat / (1 - betas[1] ** t)
-            update = m_hat / (v_hat.sqrt() + eps) + wd * params[i]
-            w_norm, u_norm = params[i].norm(), update.norm()
-            ratio = w_norm / u_norm if adapt and w_norm > 0 and u_norm > 0 else 1.0
-            params[i] = params[i] - lr * ratio * update
-    return params
 
 
 def assert_rel_close(actual, expected, rtol):

@@ -10,9 +10,9 @@ from torch import nn
 
 from native_utils import (PATHS, ALL_PATHS, assert_sparse_gradients_refused, fresh,
                           regression_losses, run, toy_regression)
+from oracles import reference_muon
 from visdet_mmext.algorithms.muon import Muon, lr_scale, matrix_shape
-from visdet_mmext.algorithms.muon.newton_schulz import (NS_COEFFICIENTS, orthogonalize,
-                                              orthogonalize_many)
+from visdet_mmext.algorithms.muon.newton_schulz import orthogonalize, orthogonalize_many
 
 # Two matrices share a shape (batched), one is tall (transposed), one wide.
 MATRICES = [(32, 16), (16, 48), (32, 16), (24, 24)]
@@ -32,31 +32,6 @@ def make_problem(shapes, seed=0, steps=20, scale=0.1):
 def max_rel_err(actual, expected):
     return max(((a.detach().double() - e.detach().double()).abs().max()
                 / e.detach().double().abs().max()).item() for a, e in zip(actual, expected))
-
-
-def reference_muon(init, grads, lr, momentum, nesterov, weight_decay, ns_steps, adjust_lr):
-    """The Muon formula written out per matrix in fp32 (torch.optim.Muon's, any ndim >= 2)."""
-    a, b, c = NS_COEFFICIENTS
-    params = [t.clone() for t in init]
-    bufs = [torch.zeros_like(t) for t in init]
-    for step_grads in grads:
-        for i, g in enumerate(step_grads):
-            bufs[i] = momentum * bufs[i] + (1 - momentum) * g
-            u = (1 - momentum) * g + momentum * bufs[i] if nesterov else bufs[i]
-            rows, cols = u.shape[0], u[0].numel()
-            x = u.reshape(rows, cols)
-            if rows > cols:
-                x = x.T
-            x = x / x.norm().clamp(min=1e-7)
-            for _ in range(ns_steps):
-                gram = x @ x.T
-                x = a * x + (b * gram + c * gram @ gram) @ x
-            if rows > cols:
-                x = x.T
-            scale = (math.sqrt(max(1, rows / cols)) if adjust_lr == "original"
-                     else 0.2 * math.sqrt(max(rows, cols)))
-            params[i] = params[i] * (1 - lr * weight_decay) - lr * scale * x.reshape(u.shape)
-    return params
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)

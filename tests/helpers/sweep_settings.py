@@ -49,6 +49,8 @@ SETTINGS = {
     "ADOPT": ({"lr": 2e-2}, 0.3),
     "Adan": ({"lr": 2e-2}, 0.3),
     "SOAP": ({"lr": 3e-2}, 0.3),
+    # CUDA only: the paper's LAMB with its trust ratio clamped to [0.01, 10], as the native one
+    "FusedLamb": ({"lr": 5e-2, "weight_decay": 0.01}, 0.5),
 }
 STEPS = 40
 FAMILY_ORDER = ("AdEMAMix", "LAMB", "LARS", "Lion", "RMSprop", "Adagrad", "SGD", "Adam")

@@ -67,6 +67,12 @@ def ds_engine(runner):
     return engine if hasattr(engine, "basic_optimizer") else None
 
 
+def dist_backend():
+    """The process group's backend (gloo on CPU, nccl on CUDA), None without one."""
+    import torch.distributed as dist
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+
+
 def final_params(runner) -> dict:
     """Full fp32 weights on every rank (ZeRO-3 partitions gathered)."""
     import contextlib
@@ -125,6 +131,8 @@ def main(argv=None):
         result = {
             "strategy": f"{type(strategy).__module__}.{type(strategy).__name__}",
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "backend": dist_backend(),
+            "device": str(engine.device) if engine else str(next(module.parameters()).device),
             "torch_threads": __import__("torch").get_num_threads(),
             "basic_optimizer": type(engine.basic_optimizer if engine else
                                     runner.optim_wrapper.optimizer).__name__,

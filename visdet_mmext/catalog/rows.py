@@ -214,6 +214,11 @@ def _bnb_rows() -> list[OptimizerSpec]:
     return rows
 
 
+#: DeepSpeed's CPU classes step only parameters in host memory (they assert it): with a model on
+#: a GPU they run under ZeRO-Offload, which keeps their partitions on the CPU.
+_HOST = ("cpu",)
+
+
 def _deepspeed(name, module, doc, builder, **facts) -> OptimizerSpec:
     return OptimizerSpec(name, "deepspeed", f"{module}:{name}", doc, extra="deepspeed",
                          op_builder=builder, **facts)
@@ -224,12 +229,13 @@ DEEPSPEED_ROWS = (
                "FusedAdamBuilder", zero_as=ZERO_AS_ADAM),
     _deepspeed("DeepSpeedCPUAdam", "deepspeed.ops.adam",
                "DeepSpeed vectorised CPU Adam/AdamW (ZeRO-Offload)", "CPUAdamBuilder",
-               zero_as=ZERO_NATIVE),
+               devices=_HOST, zero_as=ZERO_NATIVE),
     _deepspeed("DeepSpeedCPUAdagrad", "deepspeed.ops.adagrad", "DeepSpeed vectorised CPU Adagrad",
-               "CPUAdagradBuilder", example=_settings(lr=0.01), zero_as=ZERO_AS_ADAGRAD),
+               "CPUAdagradBuilder", devices=_HOST, example=_settings(lr=0.01),
+               zero_as=ZERO_AS_ADAGRAD),
     _deepspeed("DeepSpeedCPULion", "deepspeed.ops.lion",
-               "DeepSpeed vectorised CPU Lion (ZeRO-Offload)", "CPULionBuilder", example=_LION,
-               zero_as=ZERO_NATIVE),
+               "DeepSpeed vectorised CPU Lion (ZeRO-Offload)", "CPULionBuilder", devices=_HOST,
+               example=_LION, zero_as=ZERO_NATIVE),
     _deepspeed("FusedLamb", "deepspeed.ops.lamb", "DeepSpeed fused LAMB", "FusedLambBuilder",
                devices=("cuda",), zero_loses=_TRUST_RATIO),
     _deepspeed("FusedLion", "deepspeed.ops.lion", "DeepSpeed fused Lion", "FusedLionBuilder",

@@ -1,0 +1,77 @@
+"""The papers' update rules written out one tensor at a time: the oracles the native optimizers
+are checked against, on CPU and on CUDA.
+
+Each takes ``init`` (tensors) and ``grads`` (one list of tensors per step). Lion and LAMB compute
+in float64; ``storage`` rounds their parameters and states to that dtype at the end of every step,
+as an optimizer that keeps them in bf16 and steps through fp32 copies does. Muon computes in the
+dtype of ``init``.
+"""
+import math
+
+import torch
+
+from visdet_mmext.algorithms.muon.newton_schulz import NS_COEFFICIENTS
+
+
+def _stored(tensor, storage):
+    return tensor if storage is None else tensor.to(storage).double()
+
+
+def reference_lion(init, grads, lr, betas, weight_decay, storage=None):
+    """Lion (Chen et al. 2023, Algorithm 2) with decoupled weight decay scaled by lr."""
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    for step_grads in grads:
+        for i, g in enumerate(step_grads):
+            g = g.double()
+            update = torch.sign(betas[0] * m[i] + (1 - betas[0]) * g)
+            params[i] = _stored(params[i] * (1 - lr * weight_decay) - lr * update, storage)
+            m[i] = _stored(betas[1] * m[i] + (1 - betas[1]) * g, storage)
+    return params
+
+
+def reference_lamb(init, grads, lr, betas, eps, wd, adapt=True, bias_correction=True,
+                   storage=None):
+    """The LAMB paper's algorithm (You et al. 2020), weight decay inside the trust ratio."""
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for t, step_grads in enumerate(grads, start=1):
+        for i, g in enumerate(step_grads):
+            g = g.double()
+            m_new = betas[0] * m[i] + (1 - betas[0]) * g
+            v_new = betas[1] * v[i] + (1 - betas[1]) * g * g
+            m_hat, v_hat = m_new, v_new
+            if bias_correction:
+                m_hat, v_hat = m_hat / (1 - betas[0] ** t), v_hat / (1 - betas[1] ** t)
+            update = m_hat / (v_hat.sqrt() + eps) + wd * params[i]
+            w_norm, u_norm = params[i].norm(), update.norm()
+            ratio = w_norm / u_norm if adapt and w_norm > 0 and u_norm > 0 else 1.0
+            params[i] = _stored(params[i] - lr * ratio * update, storage)
+            m[i], v[i] = _stored(m_new, storage), _stored(v_new, storage)
+    return params
+
+
+def reference_muon(init, grads, lr, momentum, nesterov, weight_decay, ns_steps, adjust_lr):
+    """The Muon formula written out per matrix (torch.optim.Muon's, any ndim >= 2)."""
+    a, b, c = NS_COEFFICIENTS
+    params = [t.clone() for t in init]
+    bufs = [torch.zeros_like(t) for t in init]
+    for step_grads in grads:
+        for i, g in enumerate(step_grads):
+            bufs[i] = momentum * bufs[i] + (1 - momentum) * g
+            u = (1 - momentum) * g + momentum * bufs[i] if nesterov else bufs[i]
+            rows, cols = u.shape[0], u[0].numel()
+            x = u.reshape(rows, cols)
+            if rows > cols:
+                x = x.T
+            x = x / x.norm().clamp(min=1e-7)
+            for _ in range(ns_steps):
+                gram = x @ x.T
+                x = a * x + (b * gram + c * gram @ gram) @ x
+            if rows > cols:
+                x = x.T
+            scale = (math.sqrt(max(1, rows / cols)) if adjust_lr == "original"
+                     else 0.2 * math.sqrt(max(rows, cols)))
+            params[i] = params[i] * (1 - lr * weight_decay) - lr * scale * x.reshape(u.shape)
+    return params
