@@ -5,7 +5,7 @@
   its averaged weights (ScheduleFreeHook) and must be within 1 point. SophiaG from its config
   in the same run (its Hessian refresh reads DemoConvNet's logits): well above chance. (Full length, 600 iterations:
   docs/schedule_free.md, docs/sophia.md.)
-- SophiaG through tools/train.py from its config (small model and data, 60 iterations): the
+- SophiaG through `visdet-mmext train` from its config (small model and data, 60 iterations): the
   loss falls and the Hessian refresh ran. (Full length: docs/sophia.md.)
 """
 import glob
@@ -14,12 +14,11 @@ import os
 
 import pytest
 
-from demo_utils import CONFIGS, ROOT, TRAIN, cli_options, load_tool, state_of
+from demo_utils import CONFIGS, cli_options, state_of
+from visdet_mmext.tools import compare
+from visdet_mmext.tools import train as train_tool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-compare = load_tool(os.path.join(ROOT, "tools", "compare_optimizers.py"), "visdet_compare_beyond")
-train_tool = load_tool(TRAIN, "visdet_train_beyond")
 
 
 def test_schedule_free_matches_adamw_and_sophia_g_converges(tmp_path):
