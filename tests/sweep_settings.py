@@ -36,6 +36,12 @@ SETTINGS = {
     "DAdaptSGD": ({"lr": 1.0, "d0": 1e-2, "growth_rate": 1.1}, 0.7),
     "DAdaptAdaGrad": ({"lr": 1.0, "d0": 1e-2}, 0.7),
     "DeepSpeedCPUAdagrad": ({"lr": 0.1}, 0.5),
+    # 1-bit optimizers: the round trip after step 5 lands in the compression stage (0/1 Adam:
+    # inside a local-step interval)
+    "OnebitAdam": ({"lr": 1e-2, "freeze_step": 3}, 0.5),
+    "OnebitLamb": ({"lr": 5e-2, "weight_decay": 0.01, "freeze_step": 3}, 0.5),
+    "ZeroOneAdam": ({"lr": 1e-2, "var_freeze_step": 3, "local_step_scaler": 1,
+                     "local_step_clipper": 4}, 0.5),
 }
 STEPS = 40
 FAMILY_ORDER = ("AdEMAMix", "LAMB", "LARS", "Lion", "RMSprop", "Adagrad", "SGD", "Adam")

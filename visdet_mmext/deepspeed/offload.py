@@ -362,6 +362,14 @@ def plan_optimizer(optimizer, config: dict, *, allow_untested: bool = False,
         (not offload and config.get(ALLOW_UNTESTED_OPTIMIZER) is True)
     tested = zero_tested(optimizer) if zero_tested is not None else source in ZERO_TESTED
 
+    if "OnebitOptimizer" in mro:  # OnebitAdam, OnebitLamb, ZeroOneAdam (any ZeRO stage)
+        raise DeepSpeedConfigError(
+            f"{name} cannot train under DeepSpeed: it averages 1-bit compressed momenta itself and "
+            "needs MMDistributedDataParallel to stop the gradient all-reduce, while DeepSpeed's "
+            "engine all-reduces (and under ZeRO partitions) the gradients. Fix: train with the "
+            "default Runner (tools/train.py --launcher pytorch, no strategy), or use Adam/LAMB "
+            "under DeepSpeed.")
+
     if source in IMPOSSIBLE and stage >= 1:
         reason, fix = IMPOSSIBLE[source]
         raise DeepSpeedConfigError(f"{name} cannot train under ZeRO stage {stage}: it {reason}. "

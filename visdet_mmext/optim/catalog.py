@@ -163,12 +163,12 @@ CATALOG: tuple[OptimizerSpec, ...] = (
                devices="cuda"),
     _deepspeed("FusedLion", "deepspeed.ops.lion", "DeepSpeed fused Lion", builder="FusedLionBuilder",
                devices="cuda"),
-    _deepspeed("OnebitAdam", "deepspeed.runtime.fp16.onebit.adam",
-               "DeepSpeed 1-bit Adam (compressed communication)", devices="cuda", removed_in="0.19.7"),
-    _deepspeed("OnebitLamb", "deepspeed.runtime.fp16.onebit.lamb",
-               "DeepSpeed 1-bit LAMB (compressed communication)", devices="cuda", removed_in="0.19.7"),
-    _deepspeed("ZeroOneAdam", "deepspeed.runtime.fp16.onebit.zoadam",
-               "DeepSpeed 0/1 Adam (compressed communication)", devices="cuda", removed_in="0.19.7"),
+    OptimizerSpec("OnebitAdam", "native", "visdet_mmext.algorithms.onebit.adam:OnebitAdam",
+                  "1-bit Adam: Adam warm-up, then frozen variance and 1-bit compressed momentum"),
+    OptimizerSpec("OnebitLamb", "native", "visdet_mmext.algorithms.onebit.lamb:OnebitLamb",
+                  "1-bit LAMB: LAMB warm-up, then frozen variance/trust ratio, 1-bit momentum"),
+    OptimizerSpec("ZeroOneAdam", "native", "visdet_mmext.algorithms.onebit.zero_one_adam:ZeroOneAdam",
+                  "0/1 Adam: adaptive variance freezing, 1-bit momentum and local steps"),
 )
 
 #: Starting hyperparameters per name (or per family for the bitsandbytes variants).

@@ -17,6 +17,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 from .host_gaps import BuildPlan, adapt
+from .onebit_setup import connect_onebit
 from .validation import OptimizerConfigError, check_device, check_optimizer_cfg
 
 
@@ -54,6 +55,7 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return groups
 
     def __call__(self, model):
+        wrapped = model
         if hasattr(model, "module"):
             model = model.module
         device = next(model.parameters(), torch.empty(0)).device
@@ -65,6 +67,7 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for note in plan.notes:
             print_log(note, logger="current", level=logging.INFO)
         optimizer = self.build_optimizer(plan)
+        connect_onebit(wrapped, optimizer, plan.wrapper_cfg)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))
 
     def build_optimizer(self, plan: BuildPlan):

@@ -1,0 +1,1 @@
+"""Optimizer algorithms in plain torch (no mmengine import)."""
