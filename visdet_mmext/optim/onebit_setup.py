@@ -1,11 +1,18 @@
-"""Connect a 1-bit optimizer (OnebitAdam, OnebitLamb, ZeroOneAdam) to mmengine's model wrapper.
+"""Connect a 1-bit optimizer (OnebitAdam, OnebitLamb, ZeroOneAdam) to mmengine's Runner.
 
 The optimizer constructor calls :func:`connect_onebit` with the model as the Runner hands it
 over (still wrapped): under ``MMDistributedDataParallel`` the DDP communication hook is
 installed, so DDP's gradient all-reduce stops when the optimizer's compression starts. Set-ups
 that cannot work are refused before training, with the fix.
+
+Checkpoints: ``Runner.save_checkpoint`` is rank 0 only inside (``@master_only``) but every rank
+calls it; wrapped here, every rank first gathers its 1-bit state on rank 0
+(``gather_rank_state``), so the checkpoint resumes every rank exactly.
 """
 from __future__ import annotations
+
+import functools
+import inspect
 
 import torch.distributed as dist
 from mmengine.optim import AmpOptimWrapper
@@ -13,6 +20,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
 from ..algorithms.onebit import OnebitOptimizer, install_ddp_hook
+from ..post_import import when_imported
 from .validation import OptimizerConfigError
 
 DEFAULT_RUN = ("train with the default Runner and model wrapper (tools/train.py --launcher "
@@ -58,3 +66,29 @@ def connect_onebit(model, optimizer, wrapper_cfg: dict) -> None:
             "there and leave the others waiting in the compressed all-reduce. Fix: train in fp32 "
             "(optim_wrapper type='OptimWrapper').")
     install_ddp_hook(model, optimizer)
+    when_imported("mmengine.runner.runner", _gather_when_saving)
+
+
+def _onebit_optimizers(optim_wrapper) -> list[OnebitOptimizer]:
+    from mmengine.optim import OptimWrapper, OptimWrapperDict
+    wrappers = (optim_wrapper.values() if isinstance(optim_wrapper, OptimWrapperDict)
+                else [optim_wrapper] if isinstance(optim_wrapper, OptimWrapper) else [])
+    return [w.optimizer for w in wrappers if isinstance(w.optimizer, OnebitOptimizer)]
+
+
+def _gather_when_saving(module) -> None:
+    """Wrap ``Runner.save_checkpoint`` (once) to gather every rank's 1-bit state first."""
+    save_checkpoint = module.Runner.save_checkpoint
+    if getattr(save_checkpoint, "gathers_onebit_state", False):
+        return
+    signature = inspect.signature(save_checkpoint)
+
+    @functools.wraps(save_checkpoint)
+    def gathering_save_checkpoint(self, *args, **kwargs):
+        if signature.bind(self, *args, **kwargs).arguments.get("save_optimizer", True):
+            for optimizer in _onebit_optimizers(getattr(self, "optim_wrapper", None)):
+                optimizer.gather_rank_state()
+        return save_checkpoint(self, *args, **kwargs)
+
+    gathering_save_checkpoint.gathers_onebit_state = True
+    module.Runner.save_checkpoint = gathering_save_checkpoint

@@ -7,11 +7,14 @@ backward: True -> DDP averages the gradients as usual, False -> each rank keeps 
 optimizer communicates (compressed) itself. With one process nothing is communicated and the
 average of one rank is the identity (no compression).
 
-Checkpoints: ``state_dict()`` is collective (every rank calls it, as mmengine's
-``Runner.save_checkpoint`` does); it gathers the state that differs between ranks (error buffers,
-and 0/1 Adam's local momenta) into ``state_dict()['onebit']['ranks']``. ``load_state_dict`` takes
-this rank's entry, so a resumed run continues exactly; with another world size the error buffers
-start from zero (a warning says so) and the local state of rank 0 is used.
+Checkpoints: the state that differs between ranks (error buffers, and 0/1 Adam's local momenta)
+is collected on rank 0 by :meth:`~OnebitOptimizer.gather_rank_state`, which every rank calls
+right before a save (mmengine's ``Runner.save_checkpoint`` runs ``state_dict()`` on rank 0 only;
+``visdet_mmext.optim.onebit_setup`` makes it gather first). ``state_dict()`` never communicates:
+it stores every rank's entry when they were gathered at this step, else its own only.
+``load_state_dict`` takes this rank's entry, so a resumed run continues exactly; without them
+(another world size, or a save that did not gather) the error buffers start from zero, the local
+state of rank 0 is used, and a warning says so.
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ class OnebitOptimizer(Optimizer):
         self._layout: ChunkLayout | None = None
         self._layout_params: list[Tensor] = []
         self.errors: dict[str, Tensor] = {}
+        self._gathered: list[dict] | None = None  # every rank's local state, on rank 0
 
     # -- the group ------------------------------------------------------------------------
     @property
@@ -107,6 +111,7 @@ class OnebitOptimizer(Optimizer):
                 "all-reduced twice or not at all. Call visdet_mmext.algorithms.onebit."
                 "install_ddp_hook(ddp_model, optimizer) before training (mmengine's Runner does "
                 "it through the package's optimizer constructor).")
+        self._gathered = None
         self.update(self.global_step + 1)
         self.onebit["step"] += 1
         return loss
@@ -154,46 +159,49 @@ class OnebitOptimizer(Optimizer):
                              layout, self.process_group)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Collective: every rank must call it (rank 0's result holds every rank's state)."""
-        state = super().state_dict()
-        index = {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+    def _split_local(self, state: dict) -> dict:
+        """Move the rank-local entries out of ``state`` (a ``state_dict()``); return them."""
         local = {"errors": dict(self.errors), "params": {}}
-        for p, entry in self.state.items():
+        for index, entry in list(state["state"].items()):
             moved = {key: entry[key] for key in self.rank_local_keys if key in entry}
             if moved:
-                local["params"][index[id(p)]] = moved
-                state["state"][index[id(p)]] = {k: v for k, v in state["state"][index[id(p)]].items()
-                                                if k not in moved}
-        state["onebit"] = {**self.onebit, "world_size": self.world_size,
-                           "ranks": self._gather(local)}
-        return state
+                local["params"][index] = moved
+                state["state"][index] = {k: v for k, v in entry.items() if k not in moved}
+        return local
 
-    def _gather(self, local: dict) -> list[dict]:
+    def gather_rank_state(self) -> None:
+        """Collective: collect every rank's local state on rank 0 for the next ``state_dict()``."""
         if self.world_size == 1:
-            return [local]
+            return
+        local = self._split_local(super().state_dict())
         tensors = [local["errors"].get(key) for key in ERROR_KEYS]
         tensors += [t for _, entry in sorted(local["params"].items()) for _, t in sorted(entry.items())]
-        gathered = []
         root = dist.get_global_rank(self.process_group, 0) if self.process_group else 0
+        gathered = []
         for tensor in tensors:
             if tensor is None:  # the compression stage has not started: no error buffers yet
                 gathered.append(None)
                 continue
-            parts = [torch.empty_like(tensor) for _ in range(self.world_size)] if self.rank == 0 \
-                else None
+            parts = [torch.empty_like(tensor) for _ in range(self.world_size)] \
+                if self.rank == 0 else None
             dist.gather(tensor.contiguous(), parts, dst=root, group=self.process_group)
             gathered.append(parts)
         if self.rank != 0:
-            return []
-        ranks = []
+            return
+        self._gathered = []
         for r in range(self.world_size):
             values = iter(None if parts is None else parts[r] for parts in gathered)
             errors = {key: value for key in ERROR_KEYS if (value := next(values)) is not None}
             params = {i: {key: next(values) for key in sorted(entry)}
                       for i, entry in sorted(local["params"].items())}
-            ranks.append({"errors": errors, "params": params})
-        return ranks
+            self._gathered.append({"errors": errors, "params": params})
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        local = self._split_local(state)
+        ranks = self._gathered if self._gathered is not None else [local]
+        state["onebit"] = {**self.onebit, "world_size": self.world_size, "ranks": ranks}
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         if "onebit" not in state_dict:
@@ -201,12 +209,15 @@ class OnebitOptimizer(Optimizer):
                              "saved by another optimizer")
         onebit = dict(state_dict["onebit"])
         saved_world, ranks = onebit.pop("world_size"), onebit.pop("ranks")
-        same_world = saved_world == self.world_size
-        if not same_world:
-            warnings.warn(f"{type(self).__name__}: the checkpoint was saved by {saved_world} "
-                          f"process(es) and is loaded by {self.world_size}; the compression error "
-                          "buffers restart from zero (training continues, not bit-exactly)")
-        own = ranks[self.rank] if same_world else ranks[0]
+        exact = saved_world == self.world_size == len(ranks)
+        if not exact:
+            why = (f"was saved by {saved_world} process(es) and is loaded by {self.world_size}"
+                   if saved_world != self.world_size else
+                   "holds one rank's state only (the save did not gather every rank's)")
+            warnings.warn(f"{type(self).__name__}: the checkpoint {why}; the compression error "
+                          "buffers restart from zero and every rank takes rank 0's momenta "
+                          "(training continues, not bit-exactly)")
+        own = ranks[self.rank] if exact else ranks[0]
         state_dict = dict(state_dict, state={k: dict(v) for k, v in state_dict["state"].items()})
         for index, entry in own["params"].items():
             state_dict["state"].setdefault(index, {}).update(entry)
@@ -215,4 +226,4 @@ class OnebitOptimizer(Optimizer):
         self._layout, self._layout_params = None, []
         device = next((p.device for p in self.trained_params()), torch.device("cpu"))
         self.errors = {key: value.to(device=device, dtype=torch.float32)
-                       for key, value in own["errors"].items()} if same_world else {}
+                       for key, value in own["errors"].items()} if exact else {}

@@ -84,20 +84,22 @@ class ChunkLayout:
                 flat[full * chunk:].copy_(buffer[full, offset:offset + rest])
 
 
-def compress(values: Tensor, segment_ids: Tensor, counts: Tensor,
-             valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """1-bit compression per chunk of ``values`` ([rows, width]).
+def compress(values: Tensor, layout: ChunkLayout, rows: slice) -> tuple[Tensor, Tensor, Tensor]:
+    """1-bit compression per chunk of ``values`` (the ``rows`` of the layout's buffer).
 
     Returns the signs (bool, True = +1), the scales ``[rows, tensors]`` (l2 norm / sqrt(count))
     and the decompressed values (``scale * sign``, zero on padding).
     """
-    squares = torch.zeros(counts.shape, dtype=values.dtype, device=values.device)
-    squares.index_add_(1, segment_ids, values * values)
-    scales = torch.where(counts > 0, (squares / counts.clamp(min=1)).sqrt(), 0.0)
+    # norms in float64: a float32 sum of a large chunk's squares drifts by more than 1e-6
+    norms = torch.stack([torch.linalg.vector_norm(values[:, offset:offset + chunk], dim=1,
+                                                  dtype=torch.float64)
+                         for offset, chunk in zip(layout.offsets, layout.chunks)], dim=1)
+    counts = layout.counts[rows].double()
+    scales = torch.where(counts > 0, norms / counts.clamp(min=1).sqrt(), 0.0).to(values.dtype)
     nonnegative = values >= 0
-    magnitude = scales[:, segment_ids]
-    decompressed = torch.where(nonnegative, magnitude, -magnitude).masked_fill_(~valid, 0.0)
-    return nonnegative, scales, decompressed
+    magnitude = scales[:, layout.segment_ids]
+    decompressed = torch.where(nonnegative, magnitude, -magnitude)
+    return nonnegative, scales, decompressed.masked_fill_(~layout.valid[rows], 0.0)
 
 
 def _message(signs: Tensor, scales: Tensor) -> Tensor:
@@ -120,9 +122,9 @@ def compressed_allreduce(tensors: list[Tensor], worker_error: Tensor, server_err
     buffers, updated in place. Two collectives: an all-to-all and an all-gather of bytes.
     """
     rank = dist.get_rank(group)
-    segment_ids, counts, valid = layout.segment_ids, layout.counts, layout.valid
+    segment_ids, valid = layout.segment_ids, layout.valid
     compensated = layout.scatter(tensors, torch.empty_like(worker_error)).add_(worker_error)
-    signs, scales, decompressed = compress(compensated, segment_ids, counts, valid)
+    signs, scales, decompressed = compress(compensated, layout, slice(None))
     torch.sub(compensated, decompressed, out=worker_error)
 
     outgoing = _message(signs, scales)
@@ -132,9 +134,8 @@ def compressed_allreduce(tensors: list[Tensor], worker_error: Tensor, server_err
     magnitude = worker_scales[:, segment_ids].to(server_error.dtype)
     average = torch.where(worker_signs, magnitude, -magnitude).sum(0).div_(layout.world)
     average.masked_fill_(~valid[rank], 0.0).add_(server_error)
-    row = slice(rank, rank + 1)
     server_signs, server_scales, server_decompressed = compress(
-        average.unsqueeze(0), segment_ids, counts[row], valid[row])
+        average.unsqueeze(0), layout, slice(rank, rank + 1))
     torch.sub(average, server_decompressed[0], out=server_error)
 
     mine = _message(server_signs[0], server_scales[0])

@@ -156,8 +156,9 @@ def lamb_state(state: dict, p: Tensor) -> dict:
 
 def lamb_update(p: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, group: dict, bc1: float,
                 bc2_sqrt: float) -> Tensor:
-    update = (exp_avg / bc1) / (exp_avg_sq.sqrt() / bc2_sqrt + group["eps"])
-    return update + p * group["weight_decay"]
+    """``(m / bc1) / (sqrt(v) / bc2 + eps) + wd * p`` (in visdet_mmext.optim.LAMB's order)."""
+    update = exp_avg / (exp_avg_sq.sqrt() / bc2_sqrt + group["eps"]) / bc1
+    return update.add_(p, alpha=group["weight_decay"])
 
 
 def trust_ratio(p: Tensor, update: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,8 @@
 tensors this rank passes in) and the bytes this rank sends to the others under the usual
 algorithms: ring all-reduce ``2 (p-1)/p B``, all-to-all ``(p-1)/p B``, all-gather ``(p-1) B``,
 gather ``B`` (non-root), broadcast ``(p-1) B`` (root). DDP's gradient all-reduce, the 1-bit
-optimizers' collectives and mmengine's own ones all pass through it.
+optimizers' collectives and mmengine's own ones all pass through it. ``record()`` also keeps a
+copy of every payload (what went on the wire), to check message contents.
 """
 from __future__ import annotations
 
@@ -26,11 +27,20 @@ class CountingProcessGroup(dist.ProcessGroup):
         super().__init__(rank, size)
         self.inner = inner
         self.counts: Counter = Counter()
+        self.recorded: list[tuple[str, list]] | None = None
 
-    def _count(self, kind: str, payload: int, sent: float) -> None:
+    def record(self) -> list[tuple[str, list]]:
+        """From now on keep ``(kind, [payload tensors])`` of every collective; returns the list."""
+        self.recorded = []
+        return self.recorded
+
+    def _count(self, kind: str, tensors, sent_per_byte: float) -> None:
+        payload = _nbytes(tensors)
         self.counts[f"{kind}.calls"] += 1
         self.counts[f"{kind}.payload"] += payload
-        self.counts[f"{kind}.sent"] += int(sent)
+        self.counts[f"{kind}.sent"] += int(sent_per_byte * payload)
+        if self.recorded is not None:
+            self.recorded.append((kind, [t.detach().clone() for t in tensors]))
 
     def totals(self) -> dict[str, int]:
         """Bytes so far: ``payload`` and ``sent`` summed over kinds, plus every per-kind count."""
@@ -46,21 +56,20 @@ class CountingProcessGroup(dist.ProcessGroup):
     # collectives DDP calls from C++ and torch.distributed calls from Python
     def allreduce(self, tensors, opts=None):
         p = self.size()
-        self._count("all_reduce", _nbytes(tensors), 2 * (p - 1) / p * _nbytes(tensors))
+        self._count("all_reduce", tensors, 2 * (p - 1) / p)
         return self._run("allreduce", tensors, opts)
 
     def broadcast(self, tensors, opts=None):
         root = opts.rootRank if opts is not None else 0
-        sent = (self.size() - 1) * _nbytes(tensors) if self.rank() == root else 0
-        self._count("broadcast", _nbytes(tensors), sent)
+        self._count("broadcast", tensors, self.size() - 1 if self.rank() == root else 0)
         return self._run("broadcast", tensors, opts)
 
     def allgather(self, outputs, inputs, opts=None):
-        self._count("all_gather", _nbytes(inputs), (self.size() - 1) * _nbytes(inputs))
+        self._count("all_gather", inputs, self.size() - 1)
         return self._run("allgather", outputs, inputs, opts)
 
     def all_gather_single(self, output, input, opts=None):
-        self._count("all_gather", _nbytes([input]), (self.size() - 1) * _nbytes([input]))
+        self._count("all_gather", [input], self.size() - 1)
         return self._run("_allgather_base", output, input, opts)
 
     def _allgather_base(self, output, input, opts=None):
@@ -68,7 +77,7 @@ class CountingProcessGroup(dist.ProcessGroup):
 
     def all_to_all_single(self, output, input, output_splits, input_splits, opts=None):
         p = self.size()
-        self._count("all_to_all", _nbytes([input]), (p - 1) / p * _nbytes([input]))
+        self._count("all_to_all", [input], (p - 1) / p)
         return self._run("alltoall_base", output, input, output_splits, input_splits, opts)
 
     def alltoall_base(self, output, input, output_splits, input_splits, opts=None):
@@ -76,7 +85,7 @@ class CountingProcessGroup(dist.ProcessGroup):
 
     def gather(self, outputs, inputs, opts=None):
         root = opts.rootRank if opts is not None else 0
-        self._count("gather", _nbytes(inputs), 0 if self.rank() == root else _nbytes(inputs))
+        self._count("gather", inputs, 0 if self.rank() == root else 1)
         return self._run("gather", outputs, inputs, opts)
 
     def barrier(self, opts=None):

@@ -1,0 +1,66 @@
+"""Settings and set-ups the 1-bit optimizers cannot train with fail before training, naming the fix."""
+import os
+
+import pytest
+import torch
+
+from jobs.demo_utils import CONFIGS, TRAIN, cli_options, load_tool
+from visdet_mmext.algorithms.onebit import OnebitAdam
+from visdet_mmext.deepspeed.config import DeepSpeedConfigError
+from visdet_mmext.deepspeed.offload import plan_optimizer
+
+train_tool = load_tool(TRAIN, "visdet_train_tool")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BAD = [  # config, setting, what the message must say
+    ("onebit_adam.py", "freeze_step=-1", "freeze_step=-1 must be an integer >= 1"),
+    ("onebit_adam.py", "freeze_step=0", "0 steps would freeze v = 0"),
+    ("onebit_lamb.py", "min_coeff=20.0", "need 0 <= min_coeff <= max_coeff"),
+    ("onebit_lamb.py", "factor_threshold=1.5", "factor_threshold=1.5 must be in [0, 1)"),
+    ("zero_one_adam.py", "var_freeze_step=-5", "var_freeze_step=-5 must be an integer >= 1"),
+    ("zero_one_adam.py", "local_step_clipper=0", "local_step_clipper=0 must be an integer >= 1"),
+    ("onebit_adam.py", "cuda_aware=False", "has no setting 'cuda_aware'"),  # DeepSpeed's transport
+]
+
+
+@pytest.mark.parametrize("config, setting, message", BAD, ids=[b[1] for b in BAD])
+def test_bad_settings_fail_before_the_first_iteration(tmp_path, capsys, config, setting, message):
+    code = train_tool.main([os.path.join(CONFIGS, "optimizers", config), "--work-dir",
+                            str(tmp_path), "--cfg-options", *cli_options(iters=2, validate=False),
+                            "model.widths=[8,16,32]", f"optim_wrapper.optimizer.{setting}"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("iter_*.pth"))
+
+
+def test_deepspeed_strategy_plan_refuses_them_at_every_zero_stage():
+    optimizer = OnebitAdam(torch.nn.Linear(4, 4).parameters())
+    for stage in (0, 1, 2):
+        with pytest.raises(DeepSpeedConfigError, match="cannot train under DeepSpeed.*Fix: train "
+                                                       "with the default Runner"):
+            plan_optimizer(optimizer, {"zero_optimization": {"stage": stage}})
+
+
+@pytest.mark.slow
+@pytest.mark.deepspeed
+def test_deepspeed_strategy_run_fails_before_training(tmp_path_factory):
+    from test_deepspeed_zero_offload import ZERO2, run_job
+
+    job = run_job(tmp_path_factory, "zero2_onebit", ZERO2, "optim_wrapper.optimizer.type=OnebitAdam")
+    assert job.returncode != 0 and job.result is None
+    assert "DeepSpeedConfigError" in job.log and "OnebitAdam cannot train under DeepSpeed" in job.log
+    assert not any(name.startswith("epoch_") for name in os.listdir(job.work_dir))
+
+
+def test_one_process_trains_without_communication(tmp_path):
+    """No process group at all: warm-up, then frozen variance (no compression for one rank)."""
+    model = torch.nn.Linear(8, 2)
+    optimizer = OnebitAdam(model.parameters(), lr=0.1, freeze_step=2)
+    inputs, targets = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    for _ in range(4):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    assert not torch.distributed.is_initialized()
+    assert optimizer.errors == {} and optimizer.global_step == 4
+    assert optimizer.state_dict()["onebit"]["ranks"] == [{"errors": {}, "params": {}}]
