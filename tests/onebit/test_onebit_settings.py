@@ -50,17 +50,3 @@ def test_deepspeed_strategy_run_fails_before_training(tmp_path_factory):
     assert job.returncode != 0 and job.result is None
     assert "DeepSpeedConfigError" in job.log and "OnebitAdam cannot train under DeepSpeed" in job.log
     assert not any(name.startswith("epoch_") for name in os.listdir(job.work_dir))
-
-
-def test_one_process_trains_without_communication(tmp_path):
-    """No process group at all: warm-up, then frozen variance (no compression for one rank)."""
-    model = torch.nn.Linear(8, 2)
-    optimizer = OnebitAdam(model.parameters(), lr=0.1, freeze_step=2)
-    inputs, targets = torch.randn(32, 8), torch.randint(0, 2, (32,))
-    for _ in range(4):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
-        optimizer.step()
-    assert not torch.distributed.is_initialized()
-    assert optimizer.errors == {} and optimizer.global_step == 4
-    assert optimizer.state_dict()["onebit"]["ranks"] == [{"errors": {}, "params": {}}]

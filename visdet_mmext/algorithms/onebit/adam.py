@@ -9,7 +9,8 @@ all-reduce, and the step is Adam's with the frozen ``v``::
     p <- p * (1 - lr * wd) - lr * (m / bc1) / (sqrt(v / bc2_frozen) + eps)
 
 ``bc1 = 1 - beta1^t`` and ``bc2_frozen = 1 - beta2^freeze_step`` (ones with
-``bias_correction=False``, which reproduces DeepSpeed's implementation).
+``bias_correction=False``, which reproduces DeepSpeed's implementation). Where the frozen ``v``
+is exactly 0 the momentum stays 0 (:func:`mask_unseen`).
 """
 from __future__ import annotations
 
@@ -67,12 +68,21 @@ class OnebitAdam(OnebitOptimizer):
                 momenta.append(state["exp_avg"])
         if not warmup:
             self.compressed_average(params, momenta)
+            mask_unseen(params, self.state)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = bias_corrections(group, t, min(t, self.freeze_step))
             for p in group["params"]:
                 if p in self.state and (not warmup or p.grad is not None):
                     adam_step(p, self.state[p], group, bc1, bc2)
+
+
+def mask_unseen(params: list[torch.Tensor], state: dict) -> None:
+    """Zero the momentum where the frozen variance is exactly 0 (no gradient in the warm-up,
+    e.g. unused embedding rows): one bit cannot send a zero, and the step there would be m / eps.
+    DeepSpeed asked for an ``exp_avg_mask`` param-group key for this."""
+    for p in params:
+        state[p]["exp_avg"].masked_fill_(state[p]["exp_avg_sq"] == 0, 0.0)
 
 
 def adam_state(state: dict, p: torch.Tensor) -> dict:

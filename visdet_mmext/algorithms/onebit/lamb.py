@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from .adam import adam_state, bias_corrections
+from .adam import adam_state, bias_corrections, mask_unseen
 from .base import OnebitOptimizer, check_adam_settings, check_step_count, require
 
 
@@ -115,6 +115,7 @@ class OnebitLamb(OnebitOptimizer):
                 params.append(p)
                 momenta.append(state["exp_avg"])
         self.compressed_average(params, momenta)
+        mask_unseen(params, self.state)
         last = dict(zip(map(id, params), previous))
         for group in self.param_groups:
             beta1, beta2 = group["betas"]

@@ -22,7 +22,7 @@ synchronisations), so every rank holds the same parameters after each synchronis
 checkpoint that saves every rank's ``m`` and ``u`` resumes exactly mid-interval. Compressing the
 mean momentum instead of ``u`` itself keeps the error buffers in one unit when the interval or
 the lr changes, so they are never reset. With one interval step this is 1-bit Adam's step with
-a stale variance.
+a stale variance. Where ``v`` is exactly 0 the momentum stays 0 (``adam.mask_unseen``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .adam import adam_state, adam_step
+from .adam import adam_state, adam_step, mask_unseen
 from .base import OnebitOptimizer, check_adam_settings, check_step_count
 
 
@@ -118,6 +118,7 @@ class ZeroOneAdam(OnebitOptimizer):
                     if not sync:  # a local step moves p: remember where the interval starts
                         state["anchor"] = p.detach().clone()
                 state["exp_avg"].lerp_(self.grad_or_zero(p), 1 - beta1)
+                mask_unseen([p], self.state)
                 state["momentum_sum"].add_(state["exp_avg"], alpha=group["lr"] / bc1)
                 state["lr_sum"] += group["lr"]
                 state["decay"] *= 1 - group["lr"] * group["weight_decay"]
@@ -129,6 +130,8 @@ class ZeroOneAdam(OnebitOptimizer):
         if not sync:
             return
         self.compressed_average(params, means)
+        for p, mean in zip(params, means):
+            mean.masked_fill_(self.state[p]["exp_avg_sq"] == 0, 0.0)
         for group in self.param_groups:
             bc1, bc2 = self._bias_corrections(group, t)
             for p in group["params"]:
