@@ -1,10 +1,10 @@
 """The demo configs trained by tools/train.py (--launcher pytorch), one after the other, over a
 byte-counting gloo group: final accuracy and bytes sent per iteration, in OUT_DIR/results.json.
 
-    torchrun --nproc_per_node N demo_job.py OUT_DIR SCALE CONFIG...
+    torchrun --nproc_per_node N demo_job.py OUT_DIR SCALE BATCH CONFIG... [--cfg-options KEY=VALUE...]
 
-SCALE < 1 shortens a config faithfully: iterations, lr warm-up, freeze steps and the local-step
-schedule all scale by it, on a smaller dataset and a narrower net (``SMALL``).
+BATCH is the batch per process; the options apply to every config. SCALE < 1 shortens a config: iterations, lr warm-up, freeze steps
+and the local-step schedule all scale by it.
 """
 import json
 import os
@@ -17,9 +17,6 @@ from train_runs import derived_config, train
 from visdet_mmext.algorithms.onebit.traffic import register_counting_backend
 
 STEP_KEYS = ("freeze_step", "var_freeze_step", "local_step_scaler")
-SMALL = ["model.widths=[16,32,64]", "train_dataloader.batch_size=32",
-         *(f"{loader}.dataset.{key}={value}" for loader in ("train_dataloader", "val_dataloader")
-           for key, value in (("num_train", 3000), ("num_val", 1000)))]
 
 
 def scaled_lines(config: str, scale: float) -> str:
@@ -38,11 +35,12 @@ def scaled_lines(config: str, scale: float) -> str:
             f"optim_wrapper = dict(optimizer={optimizer!r})\n")
 
 
-def main(out_dir: str, scale: str, *configs: str) -> None:
+def main(out_dir: str, scale: str, batch: str, *rest: str) -> None:
     dist.init_process_group(register_counting_backend())
     scale = float(scale)
+    configs = rest[:rest.index("--cfg-options")] if "--cfg-options" in rest else rest
     options = ["default_hooks.checkpoint.interval=100000", "log_level=WARNING",
-               *(SMALL if scale < 1 else [])]
+               f"train_dataloader.batch_size={int(batch)}", *rest[len(configs) + 1:]]
     results = {}
     for config in configs:
         config_file = derived_config(config, out_dir, dist.get_rank(), scaled_lines(config, scale))
