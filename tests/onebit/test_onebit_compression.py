@@ -24,7 +24,7 @@ def test_signs_are_packed_like_numpy_packbits():
     packed = pack_signs(bits)
     assert packed.dtype == torch.uint8 and packed.shape == (3, 8)
     assert np.array_equal(packed.numpy(), np.packbits(bits.numpy(), axis=-1))
-    assert torch.equal(unpack_signs(packed), bits)
+    assert torch.equal(unpack_signs(packed), bits.to(torch.uint8))
 
 
 def chunk_sizes(world):

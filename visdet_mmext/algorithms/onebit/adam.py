@@ -68,7 +68,7 @@ class OnebitAdam(OnebitOptimizer):
                 momenta.append(state["exp_avg"])
         if not warmup:
             self.compressed_average(params, momenta)
-            mask_unseen(params, self.state)
+            mask_unseen(params, self.state, self.unseen)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = bias_corrections(group, t, min(t, self.freeze_step))
@@ -77,12 +77,23 @@ class OnebitAdam(OnebitOptimizer):
                     adam_step(p, self.state[p], group, bc1, bc2)
 
 
-def mask_unseen(params: list[torch.Tensor], state: dict) -> None:
-    """Zero the momentum where the frozen variance is exactly 0 (no gradient in the warm-up,
-    e.g. unused embedding rows): one bit cannot send a zero, and the step there would be m / eps.
-    DeepSpeed asked for an ``exp_avg_mask`` param-group key for this."""
+def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = None) -> None:
+    """Zero the momentum where the variance is exactly 0 (no gradient in the warm-up, e.g. unused
+    embedding rows): one bit cannot send a zero, and the step there would be m / eps. DeepSpeed
+    asked for an ``exp_avg_mask`` param-group key for this.
+
+    ``frozen`` caches the masks (None where there is no zero) while the variance cannot change.
+    """
     for p in params:
-        state[p]["exp_avg"].masked_fill_(state[p]["exp_avg_sq"] == 0, 0.0)
+        if frozen is None or p not in frozen:
+            mask = state[p]["exp_avg_sq"] == 0
+            mask = mask if mask.any() else None
+            if frozen is not None:
+                frozen[p] = mask
+        else:
+            mask = frozen[p]
+        if mask is not None:
+            state[p]["exp_avg"].masked_fill_(mask, 0.0)
 
 
 def adam_state(state: dict, p: torch.Tensor) -> dict:

@@ -73,6 +73,7 @@ class OnebitOptimizer(Optimizer):
         self._layout_params: list[Tensor] = []
         self.errors: dict[str, Tensor] = {}
         self._gathered: list[dict] | None = None  # every rank's local state, on rank 0
+        self.unseen: dict = {}  # param -> where the frozen variance is 0 (adam.mask_unseen)
 
     # -- the group ------------------------------------------------------------------------
     @property
@@ -223,7 +224,7 @@ class OnebitOptimizer(Optimizer):
             state_dict["state"].setdefault(index, {}).update(entry)
         super().load_state_dict(state_dict)
         self.onebit = onebit
-        self._layout, self._layout_params = None, []
+        self._layout, self._layout_params, self.unseen = None, [], {}
         device = next((p.device for p in self.trained_params()), torch.device("cpu"))
         self.errors = {key: value.to(device=device, dtype=torch.float32)
                        for key, value in own["errors"].items()} if exact else {}

@@ -19,27 +19,30 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # first element in the high bit, like numpy.packbits
+# Eight 0/1 bytes <-> one byte, first element in the high bit (like numpy.packbits), with
+# 64-bit multiplications instead of a loop over bits (the bytes are read as one little-endian int64).
+_GATHER_BITS = 0x8040201008040201 - (1 << 64)  # as a signed int64
+_REPEAT, _BIT_OF_BYTE = 0x0101010101010101, 0x0102040810204080
+_HIGH_IF_SET, _LOW_BITS = 0x7F7F7F7F7F7F7F7F, 0x0101010101010101
 
 
 def pack_signs(nonnegative: Tensor) -> Tensor:
-    """Bool ``[..., 8k]`` -> uint8 ``[..., k]``, eight signs per byte."""
-    weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=nonnegative.device)
-    bits = nonnegative.reshape(*nonnegative.shape[:-1], -1, 8).to(torch.uint8)
-    return (bits * weights).sum(-1, dtype=torch.uint8)
+    """Bool ``[..., 8k]`` (contiguous) -> uint8 ``[..., k]``, eight signs per byte."""
+    words = nonnegative.contiguous().view(torch.uint8).view(torch.int64)
+    return ((words * _GATHER_BITS) >> 56).to(torch.uint8)
 
 
 def unpack_signs(packed: Tensor) -> Tensor:
-    """uint8 ``[..., k]`` -> bool ``[..., 8k]`` (True means +1)."""
-    weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=packed.device)
-    return ((packed.unsqueeze(-1) & weights) != 0).reshape(*packed.shape[:-1], -1)
+    """uint8 ``[..., k]`` -> uint8 ``[..., 8k]`` of 0/1 (1 means +1)."""
+    spread = (packed.to(torch.int64) * _REPEAT) & _BIT_OF_BYTE
+    return ((spread + _HIGH_IF_SET) >> 7 & _LOW_BITS).view(torch.uint8)
 
 
 class ChunkLayout:
     """Where each tensor's elements sit in the ``[world, width]`` exchange buffer.
 
     Row ``j`` holds the chunks rank ``j`` averages: columns ``offsets[t]:offsets[t] + chunks[t]``
-    are chunk ``j`` of tensor ``t``.
+    are chunk ``j`` of tensor ``t``; a tensor's padding is at the end of its last chunks.
     """
 
     def __init__(self, numels: list[int], world: int, device: torch.device | str = "cpu"):
@@ -48,40 +51,54 @@ class ChunkLayout:
         self.chunks = [-(-n // (8 * world)) * 8 for n in self.numels]
         self.offsets = [sum(self.chunks[:t]) for t in range(len(self.chunks))]
         self.width = sum(self.chunks)
-        lengths = torch.tensor(self.chunks, device=device)
-        self.segment_ids = torch.repeat_interleave(torch.arange(len(self.chunks), device=device),
-                                                   lengths)
         rows = torch.arange(world, device=device).unsqueeze(1)
-        numels_t = torch.tensor(self.numels, device=device)
+        lengths = torch.tensor(self.chunks, device=device)
         # valid elements of chunk (row j, tensor t): what is left of the tensor after j chunks
-        self.counts = (numels_t - rows * lengths).clamp(0).minimum(lengths).float()
-        position = torch.arange(self.width, device=device) - torch.tensor(
-            self.offsets, device=device).repeat_interleave(lengths)
-        self.valid = position < self.counts[:, self.segment_ids]
+        self.counts = (torch.tensor(self.numels, device=device) - rows * lengths).clamp(0) \
+            .minimum(lengths).float()
 
-    @property
-    def num_tensors(self) -> int:
-        return len(self.chunks)
+    def _slices(self):
+        """Per tensor: its columns, and (full rows, elements in the next row)."""
+        for numel, offset, chunk in zip(self.numels, self.offsets, self.chunks):
+            yield offset, chunk, divmod(numel, chunk) if chunk else (0, 0)
 
     def scatter(self, tensors: list[Tensor], out: Tensor) -> Tensor:
-        """Copy ``tensors`` into ``out`` ([world, width], padding zeroed)."""
-        out.zero_()
-        for tensor, offset, chunk in zip(tensors, self.offsets, self.chunks):
+        """Copy ``tensors`` into ``out`` ([world, width]) with zero padding."""
+        for tensor, (offset, chunk, (full, rest)) in zip(tensors, self._slices()):
             flat = tensor.reshape(-1)
-            full, rest = divmod(flat.numel(), chunk) if chunk else (0, 0)
             out[:full, offset:offset + chunk].copy_(flat[:full * chunk].view(full, chunk))
-            if rest:
+            if full < self.world:
                 out[full, offset:offset + rest].copy_(flat[full * chunk:])
-        return out
+        return self.zero_padding(out, slice(None))
 
     def gather(self, buffer: Tensor, tensors: list[Tensor]) -> None:
         """Copy the rows of ``buffer`` back into ``tensors`` (inverse of :meth:`scatter`)."""
-        for tensor, offset, chunk in zip(tensors, self.offsets, self.chunks):
+        for tensor, (offset, chunk, (full, rest)) in zip(tensors, self._slices()):
             flat = tensor.view(-1)
-            full, rest = divmod(flat.numel(), chunk) if chunk else (0, 0)
             flat[:full * chunk].view(full, chunk).copy_(buffer[:full, offset:offset + chunk])
-            if rest:
+            if full < self.world:
                 flat[full * chunk:].copy_(buffer[full, offset:offset + rest])
+
+    def zero_padding(self, buffer: Tensor, rows: slice) -> Tensor:
+        """Zero the padding of ``buffer``, which holds the layout's ``rows``."""
+        first = rows.start or 0
+        for offset, chunk, (full, rest) in self._slices():
+            for row in range(max(full, first), first + buffer.shape[0]):
+                buffer[row - first, offset + (rest if row == full else 0):offset + chunk] = 0
+        return buffer
+
+    def scale_columns(self, buffer: Tensor, scales: Tensor) -> Tensor:
+        """Multiply each tensor's columns of ``buffer`` by its column of ``scales``, in place."""
+        for t, (offset, chunk, _) in enumerate(self._slices()):
+            buffer[:, offset:offset + chunk].mul_(scales[:, t:t + 1])
+        return buffer
+
+
+def plus_minus_one(nonnegative: Tensor, dtype: torch.dtype) -> Tensor:
+    """Bool or 0/1 uint8 signs -> -1/+1 (via uint8: converting bool is several times slower)."""
+    if nonnegative.dtype == torch.bool:
+        nonnegative = nonnegative.view(torch.uint8)
+    return nonnegative.to(dtype).mul_(2).sub_(1)
 
 
 def compress(values: Tensor, layout: ChunkLayout, rows: slice) -> tuple[Tensor, Tensor, Tensor]:
@@ -90,16 +107,15 @@ def compress(values: Tensor, layout: ChunkLayout, rows: slice) -> tuple[Tensor, 
     Returns the signs (bool, True = +1), the scales ``[rows, tensors]`` (l2 norm / sqrt(count))
     and the decompressed values (``scale * sign``, zero on padding).
     """
-    # norms in float64: a float32 sum of a large chunk's squares drifts by more than 1e-6
-    norms = torch.stack([torch.linalg.vector_norm(values[:, offset:offset + chunk], dim=1,
-                                                  dtype=torch.float64)
-                         for offset, chunk in zip(layout.offsets, layout.chunks)], dim=1)
-    counts = layout.counts[rows].double()
-    scales = torch.where(counts > 0, norms / counts.clamp(min=1).sqrt(), 0.0).to(values.dtype)
+    # sum of squares: torch's sum is a cascade (1e-7); vector_norm's float32 loop drifts by 1e-6
+    # on a few thousand elements
+    squares = torch.stack([values[:, offset:offset + chunk].square().sum(dim=1)
+                           for offset, chunk in zip(layout.offsets, layout.chunks)], dim=1)
+    counts = layout.counts[rows]
+    scales = (squares / counts.clamp(min=1)).sqrt_()  # all-padding chunks: 0 / 1
     nonnegative = values >= 0
-    magnitude = scales[:, layout.segment_ids]
-    decompressed = torch.where(nonnegative, magnitude, -magnitude)
-    return nonnegative, scales, decompressed.masked_fill_(~layout.valid[rows], 0.0)
+    decompressed = layout.scale_columns(plus_minus_one(nonnegative, values.dtype), scales)
+    return nonnegative, scales, layout.zero_padding(decompressed, rows)
 
 
 def _message(signs: Tensor, scales: Tensor) -> Tensor:
@@ -122,7 +138,6 @@ def compressed_allreduce(tensors: list[Tensor], worker_error: Tensor, server_err
     buffers, updated in place. Two collectives: an all-to-all and an all-gather of bytes.
     """
     rank = dist.get_rank(group)
-    segment_ids, valid = layout.segment_ids, layout.valid
     compensated = layout.scatter(tensors, torch.empty_like(worker_error)).add_(worker_error)
     signs, scales, decompressed = compress(compensated, layout, slice(None))
     torch.sub(compensated, decompressed, out=worker_error)
@@ -131,17 +146,18 @@ def compressed_allreduce(tensors: list[Tensor], worker_error: Tensor, server_err
     incoming = torch.empty_like(outgoing)
     dist.all_to_all_single(incoming, outgoing, group=group)
     worker_signs, worker_scales = _read(incoming, layout)
-    magnitude = worker_scales[:, segment_ids].to(server_error.dtype)
-    average = torch.where(worker_signs, magnitude, -magnitude).sum(0).div_(layout.world)
-    average.masked_fill_(~valid[rank], 0.0).add_(server_error)
-    server_signs, server_scales, server_decompressed = compress(
-        average.unsqueeze(0), layout, slice(rank, rank + 1))
-    torch.sub(average, server_decompressed[0], out=server_error)
+    received = layout.scale_columns(plus_minus_one(worker_signs, server_error.dtype),
+                                    worker_scales.to(server_error.dtype))
+    row = slice(rank, rank + 1)
+    average = layout.zero_padding(received.sum(0, keepdim=True).div_(layout.world), row)
+    average.add_(server_error)
+    server_signs, server_scales, server_decompressed = compress(average, layout, row)
+    torch.sub(average[0], server_decompressed[0], out=server_error)
 
     mine = _message(server_signs[0], server_scales[0])
     everyone = torch.empty((layout.world, mine.numel()), dtype=torch.uint8, device=mine.device)
     dist.all_gather_into_tensor(everyone.view(-1), mine, group=group)
     all_signs, all_scales = _read(everyone, layout)
-    magnitude = all_scales[:, segment_ids].to(worker_error.dtype)
-    result = torch.where(all_signs, magnitude, -magnitude).masked_fill_(~valid, 0.0)
-    layout.gather(result, tensors)
+    result = layout.scale_columns(plus_minus_one(all_signs, worker_error.dtype),
+                                  all_scales.to(worker_error.dtype))
+    layout.gather(layout.zero_padding(result, slice(None)), tensors)

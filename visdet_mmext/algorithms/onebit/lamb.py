@@ -115,7 +115,7 @@ class OnebitLamb(OnebitOptimizer):
                 params.append(p)
                 momenta.append(state["exp_avg"])
         self.compressed_average(params, momenta)
-        mask_unseen(params, self.state)
+        mask_unseen(params, self.state, self.unseen)
         last = dict(zip(map(id, params), previous))
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
