@@ -15,6 +15,8 @@ scales; padding is masked out of the scales and stays zero in the error buffers.
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -49,7 +51,7 @@ class ChunkLayout:
         self.numels = list(numels)
         self.world = world
         self.chunks = [-(-n // (8 * world)) * 8 for n in self.numels]
-        self.offsets = [sum(self.chunks[:t]) for t in range(len(self.chunks))]
+        self.offsets = [0, *itertools.accumulate(self.chunks)][:-1]
         self.width = sum(self.chunks)
         rows = torch.arange(world, device=device).unsqueeze(1)
         lengths = torch.tensor(self.chunks, device=device)
