@@ -149,7 +149,8 @@ def markdown(results: dict) -> str:
     lines = []
     for world, per_model in sorted(results["runs"].items(), key=lambda kv: int(kv[0])):
         for model_name, data in per_model.items():
-            lines += [f"**{model_name}**, {world} processes ({data['params'] / 1e6:.2f} M params)", "",
+            title = f"**{model_name}**, {world} processes ({data['params'] / 1e6:.2f} M params)"
+            lines += [title, "",
                       "| optimizer | ms/step | bytes sent/step | payload bytes/step | "
                       "sent vs DDP all-reduce |", "|---|---|---|---|---|"]
             for name, row in data["rows"].items():

@@ -3,7 +3,8 @@
 # synchronisations (interval doubling every `local_step_scaler` iterations, at most
 # `local_step_clipper`). Same lr as adam.py; the local-step schedule is scaled to this short
 # run (DeepSpeed's BERT runs: 32678 for ~120k steps).
-#   torchrun --nproc_per_node 4 tools/train.py configs/optimizers/zero_one_adam.py --launcher pytorch
+#   torchrun --nproc_per_node 4 tools/train.py configs/optimizers/zero_one_adam.py \
+#       --launcher pytorch
 _base_ = ['../_base_/demo.py', '../_base_/schedules/warmup_cosine.py']
 
 optim_wrapper = dict(

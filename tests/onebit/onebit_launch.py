@@ -17,7 +17,7 @@ def free_port() -> int:
 
 
 def torchrun(job: str, nprocs: int, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``job`` (a file name in onebit_jobs/) on ``nprocs`` processes; fails with both logs' tails."""
+    """``job`` (a file in onebit_jobs/) on ``nprocs`` processes; fails with both logs' tails."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                os.path.join(JOBS, job), *map(str, args)]

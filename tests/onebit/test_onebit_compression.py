@@ -98,7 +98,8 @@ def check_round(rounds, world, r):
             for worker_signs, worker_scales in received[j]:
                 mean += np.where(worker_signs[t], worker_scales[t], -worker_scales[t])
             mean[valid:] = 0.0
-            z = mean / world + record[r]["server_error"][offsets[t]:offsets[t] + chunk].double().numpy()
+            error = record[r]["server_error"][offsets[t]:offsets[t] + chunk].double().numpy()
+            z = mean / world + error
             ref_signs, ref_scale, ref_r = compress64(z, valid)
             where = f"server {j}, tensor {t}, round {r}"
             assert np.array_equal(signs[t], ref_signs), where

@@ -1,4 +1,5 @@
-"""Settings and set-ups the 1-bit optimizers cannot train with fail before training, naming the fix."""
+"""Settings and set-ups the 1-bit optimizers cannot train with fail before training, with the
+fix named."""
 import os
 
 import pytest
@@ -46,7 +47,9 @@ def test_deepspeed_strategy_plan_refuses_them_at_every_zero_stage():
 def test_deepspeed_strategy_run_fails_before_training(tmp_path_factory):
     from test_deepspeed_zero_offload import ZERO2, run_job
 
-    job = run_job(tmp_path_factory, "zero2_onebit", ZERO2, "optim_wrapper.optimizer.type=OnebitAdam")
+    job = run_job(tmp_path_factory, "zero2_onebit", ZERO2,
+                  "optim_wrapper.optimizer.type=OnebitAdam")
     assert job.returncode != 0 and job.result is None
-    assert "DeepSpeedConfigError" in job.log and "OnebitAdam cannot train under DeepSpeed" in job.log
+    assert "DeepSpeedConfigError" in job.log
+    assert "OnebitAdam cannot train under DeepSpeed" in job.log
     assert not any(name.startswith("epoch_") for name in os.listdir(job.work_dir))

@@ -1,10 +1,10 @@
 """The demo configs trained by tools/train.py (--launcher pytorch), one after the other, over a
 byte-counting gloo group: final accuracy and bytes sent per iteration, in OUT_DIR/results.json.
 
-    torchrun --nproc_per_node N demo_job.py OUT_DIR SCALE BATCH CONFIG... [--cfg-options KEY=VALUE...]
+    torchrun --nproc_per_node N demo_job.py OUT_DIR SCALE BATCH CONFIG... [--cfg-options K=V ...]
 
-BATCH is the batch per process; the options apply to every config. SCALE < 1 shortens a config: iterations, lr warm-up, freeze steps
-and the local-step schedule all scale by it.
+SCALE multiplies every length of a config (iterations, lr warm-up, freeze steps, local-step
+schedule); BATCH is the batch per process; the options apply to every config.
 """
 import json
 import os
@@ -47,8 +47,8 @@ def main(out_dir: str, scale: str, batch: str, *rest: str) -> None:
         work_dir = os.path.join(out_dir, os.path.splitext(os.path.basename(config))[0])
         code, runner, sent = train(config_file, work_dir, *options)
         assert code == 0, config
-        results[config] = dict(accuracy=float(runner.message_hub.get_scalar("val/accuracy").current()),
-                               sent_per_iter=sent,
+        accuracy = float(runner.message_hub.get_scalar("val/accuracy").current())
+        results[config] = dict(accuracy=accuracy, sent_per_iter=sent,
                                optimizer=dict(runner.cfg.optim_wrapper.optimizer))
     if dist.get_rank() == 0:
         with open(os.path.join(out_dir, "results.json"), "w") as f:

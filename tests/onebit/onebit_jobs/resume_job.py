@@ -1,4 +1,4 @@
-"""Two processes, tools/train.py on the demo configs shrunk to seconds (tests/onebit/test_onebit_runs.py):
+"""tools/train.py on the demo configs shrunk to seconds, for tests/onebit/test_onebit_runs.py:
 
 * twins: each 1-bit config kept in its warm-up for the whole run, next to its baseline (adam.py,
   lamb.py) with the same settings;
@@ -60,7 +60,8 @@ def refusals(out_dir: str, rank: int) -> dict:
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         code, _, _ = train(derived_config("optimizers/onebit_adam.py", out_dir, rank),
-                           os.path.join(out_dir, "amp"), *TINY, "optim_wrapper.type=AmpOptimWrapper")
+                           os.path.join(out_dir, "amp"), *TINY,
+                           "optim_wrapper.type=AmpOptimWrapper")
     messages["amp"] = f"exit {code}: {stderr.getvalue()}"
     model = nn.Linear(4, 4)
     messages["not_ddp"] = refusal(lambda: connect_onebit(model, OnebitAdam(model.parameters()), {}))

@@ -176,7 +176,8 @@ class OnebitOptimizer(Optimizer):
             return
         local = self._split_local(super().state_dict())
         tensors = [local["errors"].get(key) for key in ERROR_KEYS]
-        tensors += [t for _, entry in sorted(local["params"].items()) for _, t in sorted(entry.items())]
+        tensors += [t for _, entry in sorted(local["params"].items())
+                    for _, t in sorted(entry.items())]
         root = dist.get_global_rank(self.process_group, 0) if self.process_group else 0
         gathered = []
         for tensor in tensors:

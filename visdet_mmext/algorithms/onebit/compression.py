@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-# Eight 0/1 bytes <-> one byte, first element in the high bit (like numpy.packbits), with
-# 64-bit multiplications instead of a loop over bits (the bytes are read as one little-endian int64).
+# Eight 0/1 bytes <-> one byte, first element in the high bit (like numpy.packbits), by 64-bit
+# multiplications instead of a loop over bits (the 8 bytes read as one little-endian int64).
 _GATHER_BITS = 0x8040201008040201 - (1 << 64)  # as a signed int64
 _REPEAT, _BIT_OF_BYTE = 0x0101010101010101, 0x0102040810204080
 _HIGH_IF_SET, _LOW_BITS = 0x7F7F7F7F7F7F7F7F, 0x0101010101010101
