@@ -49,6 +49,12 @@ SETTINGS = {
     "ADOPT": ({"lr": 2e-2}, 0.3),
     "Adan": ({"lr": 2e-2}, 0.3),
     "SOAP": ({"lr": 3e-2}, 0.3),
+    # 1-bit optimizers: the round trip after step 5 lands in the compression stage (0/1 Adam:
+    # inside a local-step interval)
+    "OnebitAdam": ({"lr": 1e-2, "freeze_step": 3}, 0.5),
+    "OnebitLamb": ({"lr": 5e-2, "weight_decay": 0.01, "freeze_step": 3}, 0.5),
+    "ZeroOneAdam": ({"lr": 1e-2, "var_freeze_step": 3, "local_step_scaler": 1,
+                     "local_step_clipper": 4}, 0.5),
     # CUDA only: the paper's LAMB with its trust ratio clamped to [0.01, 10], as the native one
     "FusedLamb": ({"lr": 5e-2, "weight_decay": 0.01}, 0.5),
 }

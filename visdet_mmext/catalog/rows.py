@@ -242,17 +242,30 @@ DEEPSPEED_ROWS = (
                devices=("cuda",), example=_LION, elementwise=True),
 )
 
+_ONEBIT = Impossible("averages 1-bit compressed momenta itself and needs DDP's gradient all-reduce "
+                     "switched off, while DeepSpeed's engine all-reduces (and under ZeRO partitions) "
+                     "the gradients",
+                     "train with the default Runner (visdet-mmext train --launcher pytorch, no "
+                     "strategy), or use Adam/LAMB under DeepSpeed", from_stage=0)
+
+
+def _onebit(name: str, module: str, doc: str, **facts) -> OptimizerSpec:
+    return OptimizerSpec(name, "native", f"visdet_mmext.algorithms.onebit.{module}:{name}", doc,
+                         zero_impossible=_ONEBIT, **facts)
+
+
 ONEBIT_ROWS = (
-    _deepspeed("OnebitAdam", "deepspeed.runtime.fp16.onebit.adam",
-               "DeepSpeed 1-bit Adam (compressed communication)", None, devices=("cuda",),
-               removed_in="0.19.7"),
-    _deepspeed("OnebitLamb", "deepspeed.runtime.fp16.onebit.lamb",
-               "DeepSpeed 1-bit LAMB (compressed communication)", None, devices=("cuda",),
-               removed_in="0.19.7"),
-    _deepspeed("ZeroOneAdam", "deepspeed.runtime.fp16.onebit.zoadam",
-               "DeepSpeed 0/1 Adam (compressed communication)", None, devices=("cuda",),
-               removed_in="0.19.7"),
+    _onebit("OnebitAdam", "adam",
+            "1-bit Adam: Adam warm-up, then frozen variance and 1-bit compressed momentum",
+            example=_settings(lr=1e-3, freeze_step=100)),
+    _onebit("OnebitLamb", "lamb",
+            "1-bit LAMB: LAMB warm-up, then frozen variance/trust ratio, 1-bit momentum",
+            example=_settings(lr=2e-3, weight_decay=0.01, freeze_step=100)),
+    _onebit("ZeroOneAdam", "zero_one_adam",
+            "0/1 Adam: adaptive variance freezing, 1-bit momentum and local steps",
+            example=_settings(lr=1e-3, var_freeze_step=100)),
 )
 
-CATALOG = Catalog((*TORCH_ROWS, *NATIVE_ROWS, *HF_ROWS, *DADAPT_ROWS, *SCHEDULE_FREE_ROWS,
-                   *PRODIGY_ROWS, *COLLECTION_ROWS, *_bnb_rows(), *DEEPSPEED_ROWS, *ONEBIT_ROWS))
+CATALOG = Catalog((*TORCH_ROWS, *NATIVE_ROWS, *ONEBIT_ROWS, *HF_ROWS, *DADAPT_ROWS,
+                   *SCHEDULE_FREE_ROWS, *PRODIGY_ROWS, *COLLECTION_ROWS, *_bnb_rows(),
+                   *DEEPSPEED_ROWS))

@@ -34,9 +34,10 @@ ZERO_NATIVE = "itself"  # already what ZeRO-Offload wants (DeepSpeed's CPU class
 
 @dataclass(frozen=True)
 class Impossible:
-    """Why an optimizer can never train under ZeRO, and what to use instead."""
+    """Why an optimizer can never train under DeepSpeed ZeRO, and what to use instead."""
     reason: str
     fix: str
+    from_stage: int = 1  # the lowest ZeRO stage it fails at (0: under DeepSpeed at all)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class OptimizerSpec:
     routes_muon: bool = False  # takes use_muon-flagged groups; the package constructor routes
     zero_as: str | None = None  # how ZeRO-Offload runs it (ZERO_AS_*), None: it cannot
     elementwise: bool = False  # per-element update: ZeRO's flat partitions change nothing
-    zero_impossible: Impossible | None = None  # never under ZeRO stage >= 1
+    zero_impossible: Impossible | None = None  # never under ZeRO (from its from_stage)
     zero_loses: str | None = None  # per-parameter behaviour flat ZeRO partitions change
 
     @property

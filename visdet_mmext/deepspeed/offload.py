@@ -299,9 +299,10 @@ def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool
         (not offload and config.get(ALLOW_UNTESTED_OPTIMIZER) is True)
     tested = zero_tested(optimizer)
 
-    if spec is not None and spec.zero_impossible is not None and stage >= 1:
-        raise DeepSpeedConfigError(f"{name} cannot train under ZeRO stage {stage}: it "
-                                   f"{spec.zero_impossible.reason}. Fix: {spec.zero_impossible.fix}.")
+    impossible = spec.zero_impossible if spec is not None else None
+    if impossible is not None and stage >= impossible.from_stage:
+        raise DeepSpeedConfigError(f"{name} cannot train under DeepSpeed ZeRO stage {stage}: it "
+                                   f"{impossible.reason}. Fix: {impossible.fix}.")
     if offload and spec is not None and spec.cuda_only:
         raise DeepSpeedConfigError(
             f"{name} runs CUDA kernels, but ZeRO-Offload steps the optimizer on CPU copies. Fix: "

@@ -21,6 +21,7 @@ from ..catalog import CATALOG
 from ..catalog.adapters import BuildPlan
 from ..errors import OptimizerConfigError
 from .grouping_check import guard_grouping
+from .onebit_setup import connect_onebit
 from .validation import check_device, check_optimizer_cfg, check_paramwise_cfg, warn_unmatched_keys
 
 
@@ -77,6 +78,7 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return groups
 
     def __call__(self, model):
+        wrapped = model  # the Runner hands the model over wrapped (DDP): 1-bit optimizers hook it
         if hasattr(model, "module"):
             model = model.module
         device = next(model.parameters(), torch.empty(0)).device
@@ -96,6 +98,7 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             print_log(warning, logger="current", level=logging.WARNING)
         optimizer = self.build_optimizer(plan)
         guard_grouping(optimizer)
+        connect_onebit(wrapped, optimizer, plan.wrapper_cfg)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))
 
     def build_optimizer(self, plan: BuildPlan):

@@ -1,0 +1,37 @@
+"""One process: no process group, no communication; the stages still run."""
+import torch
+
+from visdet_mmext.algorithms.onebit import OnebitAdam, OnebitLamb, ZeroOneAdam
+
+
+def test_one_process_trains_without_communication(tmp_path):
+    """No process group at all: warm-up, then frozen variance (no compression for one rank)."""
+    model = torch.nn.Linear(8, 2)
+    optimizer = OnebitAdam(model.parameters(), lr=0.1, freeze_step=2)
+    inputs, targets = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    for _ in range(4):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    assert not torch.distributed.is_initialized()
+    assert optimizer.errors == {} and optimizer.global_step == 4
+    assert optimizer.state_dict()["onebit"]["ranks"] == [{"errors": {}, "params": {}}]
+
+
+def test_coordinates_without_a_warmup_gradient_stay_put_after_the_freeze():
+    """Their frozen variance is 0: a momentum there would step by m / eps (DeepSpeed's
+    exp_avg_mask case: unused embedding rows), so it stays 0."""
+    for make in (lambda p: OnebitAdam(p, lr=0.01, freeze_step=3),
+                 lambda p: OnebitLamb(p, lr=0.01, freeze_step=3),
+                 lambda p: ZeroOneAdam(p, lr=0.01, var_freeze_step=3, local_step_scaler=1)):
+        embedding = torch.nn.Embedding(8, 4)
+        start = embedding.weight.detach().clone()
+        optimizer = make(embedding.parameters())
+        for step in range(8):
+            rows = torch.tensor([0, 1, 2] if step < 3 else [0, 1, 2, 7])  # row 7 appears late
+            optimizer.zero_grad()
+            embedding(rows).pow(2).sum().backward()
+            optimizer.step()
+        moved = (embedding.weight - start).abs().amax(dim=1)
+        assert moved[7] == 0, type(optimizer).__name__
+        assert moved[:3].min() > 0
