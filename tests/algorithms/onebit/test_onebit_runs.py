@@ -75,7 +75,7 @@ def test_bytes_per_step_after_warmup_are_at_most_a_sixteenth_of_ddp(job, name):
 @pytest.mark.slow
 def test_setups_that_cannot_work_are_refused_with_the_fix(job):
     refusals = job[1]["refusals"]
-    assert refusals["amp"].startswith("exit 2") and "loss-scale overflow" in refusals["amp"]
+    assert "loss-scale overflow" in refusals["amp"]
     assert "Fix: train in fp32" in refusals["amp"]
     assert "not a DistributedDataParallel" in refusals["not_ddp"] and "Fix:" in refusals["not_ddp"]
     assert "sharded by FSDP" in refusals["fsdp"] and "Fix:" in refusals["fsdp"]
