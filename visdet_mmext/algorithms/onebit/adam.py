@@ -96,6 +96,12 @@ def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = N
             state[p]["exp_avg"].masked_fill_(mask, 0.0)
 
 
+def update_moments(state: dict, grad: torch.Tensor, beta1: float, beta2: float) -> None:
+    """Adam's moments, torch's formula (the warm-up equals torch's Adam to the bit)."""
+    state["exp_avg"].lerp_(grad, 1 - beta1)
+    state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+
+
 def adam_state(state: dict, p: torch.Tensor) -> dict:
     if not state:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -124,6 +124,12 @@ class OnebitOptimizer(Optimizer):
     def trained_params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"] if p.requires_grad]
 
+    def local_gradients(self, group: dict):
+        """(parameter, gradient) for the group's trainable parameters that have a gradient."""
+        for p in group["params"]:
+            if p.grad is not None and p.requires_grad:
+                yield p, self.grad_or_zero(p)
+
     def grad_or_zero(self, p: Tensor) -> Tensor:
         """The gradient; a parameter without one counts as zero (every rank averages alike)."""
         if p.grad is None:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from .adam import adam_state, bias_corrections, mask_unseen
+from .adam import adam_state, bias_corrections, mask_unseen, update_moments
 from .base import OnebitOptimizer, check_adam_settings, check_step_count, require
 
 
@@ -84,13 +84,9 @@ class OnebitLamb(OnebitOptimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = bias_corrections(group, t, t)
-            for p in group["params"]:
-                if p.grad is None or not p.requires_grad:
-                    continue
-                grad = self.grad_or_zero(p)
+            for p, grad in self.local_gradients(group):
                 state = lamb_state(self.state[p], p)
-                state["exp_avg"].lerp_(grad, 1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                update_moments(state, grad, beta1, beta2)
                 update = lamb_update(p, state["exp_avg"], state["exp_avg_sq"], group, bc1, bc2)
                 ratio, defined = trust_ratio(p, update)
                 ratio = ratio.clamp(group["min_coeff"], group["max_coeff"]).where(defined, 1.0)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .adam import adam_state, adam_step, mask_unseen
+from .adam import adam_state, adam_step, mask_unseen, update_moments
 from .base import OnebitOptimizer, check_adam_settings, check_step_count
 
 
@@ -93,13 +93,9 @@ class ZeroOneAdam(OnebitOptimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = self._bias_corrections(group, t)
-            for p in group["params"]:
-                if p.grad is None or not p.requires_grad:
-                    continue
-                grad = self.grad_or_zero(p)
+            for p, grad in self.local_gradients(group):
                 state = adam_state(self.state[p], p)
-                state["exp_avg"].lerp_(grad, 1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                update_moments(state, grad, beta1, beta2)
                 adam_step(p, state, group, bc1, bc2)
 
     def _onebit_step(self, t: int) -> None:

@@ -5,14 +5,9 @@
 # parameters with this package's routing (hidden matrices and convs on Muon; stem, head,
 # depthwise convs, norms and biases on DeepSpeed's CPU Adam), not DeepSpeed's name rule.
 # DeepSpeed's Muon fixes nesterov=True, ns_steps=5 and adjust_lr='original'.
-_base_ = ['_base_/demo_convnet.py']
+_base_ = ['_base_/demo_convnet.py', '_base_/zero_offload.py']
 
-strategy = dict(
-    type='DeepSpeedStrategy',
-    zero_optimization=dict(stage=2, offload_optimizer=dict(device='cpu')),
-)
 optim_wrapper = dict(
-    type='DeepSpeedOptimWrapper',
     optimizer=dict(type='Muon', lr=0.02, momentum=0.95, weight_decay=0.01,
                    adamw_lr=1e-3, adamw_betas=(0.9, 0.95), adamw_weight_decay=0.05),
     constructor='VisdetOptimWrapperConstructor',

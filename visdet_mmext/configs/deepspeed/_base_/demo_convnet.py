@@ -6,18 +6,11 @@ runner_type = 'FlexibleRunner'
 model = dict(type='DemoConvNet', num_classes=4, widths=(32, 64, 128))
 
 _dataset = dict(type='DemoShapes', num_train=2000, num_val=400, size=32, seed=0)
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    dataset=dict(_dataset, split='train'),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=0,
-    dataset=dict(_dataset, split='val'),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'))
+_loader = dict(num_workers=0, collate_fn=dict(type='default_collate'))
+train_dataloader = dict(_loader, batch_size=32, dataset=dict(_dataset, split='train'),
+                        sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(_loader, batch_size=64, dataset=dict(_dataset, split='val'),
+                      sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='DemoAccuracy')
 
 train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=2)
