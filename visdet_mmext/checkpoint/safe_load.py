@@ -16,6 +16,7 @@ of the load only (torch's process-wide list is not extended):
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -197,10 +198,7 @@ def _is_refusal(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("weights_only" in str(error) or "legacy" in str(error))
 
 
-def safe_torch_load(source, map_location=None):
-    """``torch.load(source, weights_only=True)`` inside the allowlist, after an integrity check."""
-    if isinstance(source, (str, os.PathLike)):
-        integrity.verify(source)
+def _load(source, map_location):
     with allowlist():
         try:
             return torch.load(source, map_location=map_location, weights_only=True)
@@ -208,6 +206,28 @@ def safe_torch_load(source, map_location=None):
             if _is_refusal(error):
                 raise refusal(source, error) from None
             raise
+
+
+def safe_torch_load(source, map_location=None):
+    """``torch.load(source, weights_only=True)`` inside the allowlist, integrity-checked.
+
+    The CRC check of a file runs in a thread beside the load (it releases the GIL) and the
+    checkpoint is returned only once it passed; a damaged file raises
+    :class:`CorruptCheckpointError`, also when the damage made the load itself fail.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return _load(source, map_location)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        check = pool.submit(integrity.problem, source)
+        try:
+            checkpoint = _load(source, map_location)
+        except Exception:
+            if check.result():
+                integrity.verify(source)  # raises: the damage explains the failure
+            raise
+        if check.result():
+            integrity.verify(source)
+    return checkpoint
 
 
 @contextlib.contextmanager
