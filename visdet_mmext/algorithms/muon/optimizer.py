@@ -26,7 +26,8 @@ embeddings, stems and heads to AdamW is the package constructor's job.
 
 Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schulz products of
 same-shaped matrices batched, across param groups), fast (additionally the compiled AdamW kernel;
-on CUDA small matrices of different shapes share zero-padded batches).
+on CUDA small matrices of different shapes share zero-padded batches). Under data parallelism
+the ranks share the Newton-Schulz work (``distributed``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import dispatch
+from . import distributed
 from .._adam import adam_state, adamw_foreach, adamw_tensor, bias_corrections
 from .hybrid import adamw_settings, split_by_shape
 from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
@@ -75,6 +77,11 @@ class Muon(Optimizer):
         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW side's settings
             (defaults: :func:`~visdet_mmext.algorithms.muon.hybrid.adamw_settings`).
         ns_dtype: Newton-Schulz dtype; None: bf16 on CUDA, fp32 elsewhere.
+        distributed: when torch.distributed is initialised with several processes, each rank
+            orthogonalises a FLOP-balanced share of the matrices and broadcasts the results
+            (:mod:`~visdet_mmext.algorithms.muon.distributed`); the parameters stay those of a
+            single process on the same averaged gradients. False: every rank computes every
+            matrix (for ranks that do not share parameters and gradients).
         maximize, foreach, fast: see :class:`visdet_mmext.algorithms.lion.Lion`.
     """
 
@@ -83,7 +90,8 @@ class Muon(Optimizer):
                  adjust_lr: str = "original", adamw_lr: float | None = None,
                  adamw_betas: tuple[float, float] | None = None, adamw_eps: float | None = None,
                  adamw_weight_decay: float | None = None, *, ns_dtype: torch.dtype | None = None,
-                 maximize: bool = False, foreach: bool | None = None, fast: bool | None = None):
+                 distributed: bool = True, maximize: bool = False, foreach: bool | None = None,
+                 fast: bool | None = None):
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -96,9 +104,11 @@ class Muon(Optimizer):
                                     adamw_weight_decay)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         ns_steps=ns_steps, adjust_lr=adjust_lr, betas=self.adamw["betas"],
-                        eps=self.adamw["eps"], ns_dtype=ns_dtype, maximize=maximize,
-                        foreach=foreach, fast=fast)
+                        eps=self.adamw["eps"], ns_dtype=ns_dtype, distributed=distributed,
+                        maximize=maximize, foreach=foreach, fast=fast)
         super().__init__(params, defaults)
+        #: Newton-Schulz FLOPs this process spent in the last step (its share when distributed).
+        self.last_step_ns_flops = 0.0
 
     def __getstate__(self):  # copies and pickles keep the AdamW side's settings
         return {**super().__getstate__(), "adamw": self.adamw}
@@ -164,19 +174,30 @@ class Muon(Optimizer):
             works.append(((p, grad, state["exp_avg"], state["exp_avg_sq"]), hp))
 
     def _muon_update(self, items: list) -> None:
-        device = items[0][0].device
-        main, rest = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
-        if main == dispatch.SINGLE:
-            for p, grad, buf, group in items:  # the per-matrix loop
-                update = _momentum_single(grad, buf, group)
-                rows, cols = matrix_shape(p)
-                ortho = orthogonalize(update.reshape(rows, cols), group["ns_steps"],
-                                      self._ns_dtype(p.device))
+        rank, world = distributed.world_of(self.defaults.get("distributed", True))
+        if world == 1:
+            self.last_step_ns_flops = sum(
+                distributed.ns_flops(*matrix_shape(p), group["ns_steps"]) for p, *_, group in items)
+            for (p, _, _, group), ortho, (rows, cols) in self._orthogonalized(items):
                 _apply(p, ortho, group, rows, cols)
             return
+        self._muon_update_shared(items, rank, world)
+
+    def _orthogonalized(self, items: list):
+        """``(item, orthogonalised update, matrix shape)`` per item: momentum, then Newton-Schulz
+        along the chosen path. Yielded batch by batch, so a batch's temporaries are freed before
+        the next is computed."""
+        device = items[0][0].device
+        main, _ = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
+        if main == dispatch.SINGLE:
+            for item in items:  # the per-matrix loop
+                p, grad, buf, group = item
+                update = _momentum_single(grad, buf, group)
+                shape = matrix_shape(p)
+                yield item, orthogonalize(update.reshape(shape), group["ns_steps"],
+                                          self._ns_dtype(p.device)), shape
+            return
         pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
-        # One bucket per batch of Newton-Schulz products; a bucket is finished (momentum,
-        # orthogonalisation, update) before the next starts, which bounds the extra memory.
         buckets: dict[tuple, list] = {}
         for item in items:
             p, group = item[0], item[3]
@@ -192,8 +213,39 @@ class Muon(Optimizer):
             del updates
             orthos = orthogonalize_many(matrices, ns_steps, ns_dtype, pad=pad)
             del matrices
-            for (p, _, _, group), ortho, (rows, cols) in zip(bucket, orthos, shapes):
-                _apply(p, ortho, group, rows, cols)
+            yield from zip(bucket, orthos, shapes)
+
+    def _muon_update_shared(self, items: list, rank: int, world: int) -> None:
+        """Each rank orthogonalises its share (``distributed.assign``), then broadcasts it; every
+        rank applies every update, in the same dtype as a single process would."""
+        shapes = [matrix_shape(p) for p, *_ in items]
+        distributed.check_same_matrices(
+            [(*shape, item[3]["ns_steps"]) for shape, item in zip(shapes, items)], items[0][0].device)
+        costs = [distributed.ns_flops(*shape, item[3]["ns_steps"])
+                 for shape, item in zip(shapes, items)]
+        owners = distributed.assign(costs, world)
+        self.last_step_ns_flops = sum(c for c, owner in zip(costs, owners) if owner == rank)
+        # the momentum of matrices another rank orthogonalises (the owner computes its update)
+        _momentum_foreach([item for item, owner in zip(items, owners) if owner != rank],
+                          buffers_only=True)
+        for src in range(world):
+            share = [i for i, owner in enumerate(owners) if owner == src]
+            by_dtype: dict[tuple, list[int]] = {}
+            for i in share:
+                device = items[i][0].device
+                by_dtype.setdefault((device, self._ns_dtype(device)), []).append(i)
+            for (device, ns_dtype), members in by_dtype.items():
+                sizes = [math.prod(shapes[i]) for i in members]
+                flat = torch.empty(sum(sizes), dtype=ns_dtype, device=device)
+                views = dict(zip(members, flat.split(sizes)))
+                if src == rank:
+                    position = {id(items[i][0]): i for i in members}
+                    for (p, *_), ortho, shape in self._orthogonalized([items[i] for i in members]):
+                        views[position[id(p)]].view(shape).copy_(ortho)
+                distributed.broadcast_from(flat, src)
+                for i in members:
+                    p, _, _, group = items[i]
+                    _apply(p, views[i].view(shapes[i]), group, *shapes[i])
 
 
 def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
@@ -202,8 +254,9 @@ def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
     return grad.lerp(buf, momentum) if group["nesterov"] else buf
 
 
-def _momentum_foreach(items: list) -> list[Tensor]:
-    """Momentum (and Nesterov look-ahead) for items sharing a device, via foreach per setting."""
+def _momentum_foreach(items: list, buffers_only: bool = False) -> list[Tensor]:
+    """Momentum (and Nesterov look-ahead) for items sharing a device, via foreach per setting;
+    ``buffers_only``: only the momentum buffers (another rank computes the update)."""
     out: list[Tensor] = [None] * len(items)  # type: ignore[list-item]
     by_setting: dict[tuple, list[int]] = {}
     for i, (p, _, _, group) in enumerate(items):
@@ -213,6 +266,8 @@ def _momentum_foreach(items: list) -> list[Tensor]:
         grads = [items[i][1] for i in idx]
         bufs = [items[i][2] for i in idx]
         torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        if buffers_only:
+            continue
         updates = torch._foreach_lerp(grads, bufs, momentum) if nesterov else bufs
         for i, u in zip(idx, updates):
             out[i] = u
