@@ -25,8 +25,9 @@ Groups carry ``use_muon``. A group without it is split by shape (``hybrid.split_
 embeddings, stems and heads to AdamW is the package constructor's job.
 
 Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schulz products of
-same-shaped matrices batched, across param groups), fast (additionally the compiled AdamW kernel;
-on CUDA small matrices of different shapes share zero-padded batches). Under data parallelism
+same-shaped matrices batched across param groups: on CPU only small ones, see
+``BATCH_MAX_NUMEL``), fast (additionally the compiled AdamW kernel; on CUDA small matrices of
+different shapes share zero-padded batches). Under data parallelism
 the ranks share the Newton-Schulz work (``distributed``).
 """
 from __future__ import annotations
@@ -48,6 +49,12 @@ ADJUST_LR = ("original", "match_rms_adamw")
 #: Devices where the fast path zero-pads small matrices of different shapes into shared batches:
 #: launch-bound GPUs gain, FLOP-bound CPUs would only lose.
 PAD_DEVICE_TYPES = ("cuda",)
+#: Devices where every same-shaped group of matrices runs as one batched GEMM. Elsewhere (CPU)
+#: only matrices below ``BATCH_MAX_NUMEL`` are batched: a CPU GEMM is efficient from ~64K
+#: elements on, and batching larger ones ran 3-11 % slower than one matrix at a time (MKL fp32,
+#: ResNet-50 shapes; docs/benchmarks.md).
+BATCH_ALL_DEVICE_TYPES = ("cuda",)
+BATCH_MAX_NUMEL = 1 << 16
 
 
 def matrix_shape(p: Tensor) -> tuple[int, int]:
@@ -200,14 +207,17 @@ class Muon(Optimizer):
             return
         pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
         buckets: dict[tuple, list] = {}
-        for item in items:
+        for index, item in enumerate(items):
             p, group = item[0], item[3]
             rows, cols = sorted(matrix_shape(p))
+            alone = None  # batched with its shape
             if pad and rows * cols <= PAD_MAX_NUMEL:
                 rows, cols = 0, 0  # all small matrices: one padded call, sub-batched inside
-            key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device))
+            elif p.device.type not in BATCH_ALL_DEVICE_TYPES and rows * cols >= BATCH_MAX_NUMEL:
+                alone = index
+            key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device), alone)
             buckets.setdefault(key, []).append(item)
-        for (_, _, _, ns_steps, ns_dtype), bucket in buckets.items():
+        for (_, _, _, ns_steps, ns_dtype, _), bucket in buckets.items():
             updates = _momentum_foreach(bucket)
             shapes = [matrix_shape(p) for p, *_ in bucket]
             matrices = [u.reshape(shape) for u, shape in zip(updates, shapes)]
