@@ -239,24 +239,35 @@ class Muon(Optimizer):
         # the momentum of matrices another rank orthogonalises (the owner computes its update)
         _momentum_foreach([item for item, owner in zip(items, owners) if owner != rank],
                           buffers_only=True)
-        for src in range(world):
-            share = [i for i, owner in enumerate(owners) if owner == src]
-            by_dtype: dict[tuple, list[int]] = {}
-            for i in share:
-                device = items[i][0].device
-                by_dtype.setdefault((device, self._ns_dtype(device)), []).append(i)
-            for (device, ns_dtype), members in by_dtype.items():
+        # (device, Newton-Schulz dtype) -> one flat buffer per rank, laid out by the plan
+        layouts: dict[tuple, list[list[int]]] = {}
+        for i, owner in enumerate(owners):
+            device = items[i][0].device
+            ranks = layouts.setdefault((device, self._ns_dtype(device)), [[] for _ in range(world)])
+            ranks[owner].append(i)
+        shares = {}
+        for key, ranks in layouts.items():
+            members = ranks[rank]
+            sizes = [math.prod(shapes[i]) for i in members]
+            flat = torch.empty(sum(sizes), dtype=key[1], device=key[0])
+            views = dict(zip(members, flat.split(sizes)))
+            position = {id(items[i][0]): i for i in members}
+            # this rank's share first, so every rank computes at the same time
+            if members:
+                for (p, *_), ortho, shape in self._orthogonalized([items[i] for i in members]):
+                    views[position[id(p)]].view(shape).copy_(ortho)
+            shares[key] = flat
+        for (device, ns_dtype), ranks in layouts.items():
+            for src, members in enumerate(ranks):
+                if not members:  # more ranks than matrices
+                    continue
                 sizes = [math.prod(shapes[i]) for i in members]
-                flat = torch.empty(sum(sizes), dtype=ns_dtype, device=device)
-                views = dict(zip(members, flat.split(sizes)))
-                if src == rank:
-                    position = {id(items[i][0]): i for i in members}
-                    for (p, *_), ortho, shape in self._orthogonalized([items[i] for i in members]):
-                        views[position[id(p)]].view(shape).copy_(ortho)
+                flat = shares[device, ns_dtype] if src == rank else \
+                    torch.empty(sum(sizes), dtype=ns_dtype, device=device)
                 distributed.broadcast_from(flat, src)
-                for i in members:
+                for i, update in zip(members, flat.split(sizes)):
                     p, _, _, group = items[i]
-                    _apply(p, views[i].view(shapes[i]), group, *shapes[i])
+                    _apply(p, update.view(shapes[i]), group, *shapes[i])
 
 
 def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
