@@ -6,7 +6,6 @@ MMDistributedDataParallel), the package constructor's routing, a recording hook
 process by a Muon with distributed=False.
 """
 import os
-import socket
 import subprocess
 import sys
 
@@ -34,15 +33,10 @@ def test_shares_balance_flops_and_depend_only_on_the_shapes():
     assert ns_flops(4, 32, 5) == ns_flops(32, 4, 5) == 5 * (4 * 4 * 4 * 32 + 2 * 4 ** 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(nproc: int, *argv: str) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(_free_port()), TRAIN, *argv, "--launcher", "pytorch"]
+    # --standalone: torchrun picks a free port itself (no race with other tests for one)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(nproc), TRAIN, *argv, "--launcher", "pytorch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                             env=subprocess_env(), timeout=600)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
@@ -112,8 +106,8 @@ def test_runner_ddp_muon_equals_one_process_on_the_same_gradients(tmp_path, npro
 @pytest.mark.slow
 def test_ranks_with_different_matrices_are_refused():
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-         str(_free_port()), os.path.join(ROOT, "tests", "jobs", "muon_mismatched_ranks.py")],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         os.path.join(ROOT, "tests", "jobs", "muon_mismatched_ranks.py")],
         capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     refused = [line for line in result.stdout.splitlines() if line.startswith("refused:")]
