@@ -182,18 +182,3 @@ def test_path_choice(monkeypatch):
     assert choose(None, None, cpu) == ("foreach", "foreach")
     assert choose(True, None, cpu) == ("foreach", "foreach")  # logged, not an error
 
-
-def test_small_tensors_are_updated_as_one_concatenation(monkeypatch):
-    """fast=None: tensors below MIN_NUMEL are concatenated and updated by the eager function in
-    one go (exactly the single-tensor result), not one foreach call per tensor."""
-    monkeypatch.setattr(dispatch, "MIN_NUMEL", 1 << 16)
-    packed = []
-    run_packed = dispatch.run_packed
-    monkeypatch.setattr(dispatch, "run_packed",
-                        lambda fn, works: packed.append(len(works)) or run_packed(fn, works))
-    init, grads = make_problem(seed=6, steps=5)
-    expected, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, **PATHS["single"]), init,
-                      grads)
-    actual, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1), init, grads)
-    assert all(torch.equal(a, e) for a, e in zip(actual, expected))
-    assert packed == [len(init)] * len(grads)

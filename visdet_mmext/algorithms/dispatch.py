@@ -165,12 +165,9 @@ class Kernel:
     """
 
     def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, saved_ns: float,
-                 chunk: int = CHUNK, elementwise: bool = True):
+                 chunk: int = CHUNK):
         self.fn = fn
         self.name = name
-        #: Each element's update reads only that element (no per-tensor norms): small tensors
-        #: may be updated as one concatenation (``run_packed``).
-        self.elementwise = elementwise
         self.chunk = chunk
         self.compile_s = compile_s
         #: Elements (of tensors the compiled kernel takes) from which fast=None compiles on CPU.
@@ -278,28 +275,6 @@ def pays_back(kernel: Kernel, batches) -> bool:
     return False
 
 
-def run_packed(fn: Callable[..., None], works: list) -> None:
-    """An elementwise ``fn`` applied once to concatenations of small tensors, written back.
-
-    Tiny tensors (biases, norms) cost a foreach path one call per op and tensor; concatenated,
-    each op runs once for all of them. The arithmetic is the eager path's, element by element.
-    """
-    groups: dict[tuple, list[tuple[Tensor, ...]]] = {}
-    for tensors, hp in works:
-        groups.setdefault((tuple((t.dtype, t.device) for t in tensors), hp), []).append(tensors)
-    for (_, hp), sets in groups.items():
-        if len(sets) == 1:
-            fn(*sets[0], hp)
-            continue
-        roles = list(zip(*sets))  # param, grad, states: each a tuple of tensors
-        flats = [torch.cat([t.view(-1) for t in role]) for role in roles]
-        fn(*flats, hp)
-        sizes = [t.numel() for t in roles[0]]
-        for index, (role, flat) in enumerate(zip(roles, flats)):
-            if index != 1:  # the gradient is only read
-                torch._foreach_copy_([t.view(-1) for t in role], list(flat.split(sizes)))
-
-
 def hp_tensor(values: Sequence, device: torch.device | None = None) -> Tensor:
     """Hyperparameters for a compiled call: float64 on CPU (bias corrections stay exact),
     float32 on accelerators. A tuple gives a 1-D tensor, a list of tuples one row per tensor."""
@@ -382,10 +357,6 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
         for tensors, hp in leftover:
             kernel.fn(*tensors, hp)
         return
-    if fast is not False and kernel.elementwise:
-        small = [w for w in leftover if w[0][0].numel() < MIN_NUMEL and compilable(*w[0])]
-        leftover = [w for w in leftover if not (w[0][0].numel() < MIN_NUMEL and compilable(*w[0]))]
-        run_packed(kernel.fn, small)
     buckets: dict[tuple, list[list[Tensor]]] = {}
     for tensors, hp in leftover:
         key = (tensors[0].device, tensors[0].dtype, hp)
