@@ -165,9 +165,12 @@ class Kernel:
     """
 
     def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, saved_ns: float,
-                 chunk: int = CHUNK):
+                 chunk: int = CHUNK, native: Callable[[list], list | None] | None = None):
         self.fn = fn
         self.name = name
+        #: A CPU multi-tensor kernel (``native_cpu``) used instead of the compiled one: takes the
+        #: work items it can, returns the rest (None: not available here).
+        self.native = native
         self.chunk = chunk
         self.compile_s = compile_s
         #: Elements (of tensors the compiled kernel takes) from which fast=None compiles on CPU.
@@ -333,7 +336,13 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
     device = works[0][0][0].device
     main, rest = choose_path(fast, foreach, device)
     leftover = works
-    if main == COMPILED:
+    native = None
+    if main == COMPILED and device.type == "cpu" and kernel.native is not None \
+            and _forced() not in (CHUNKED, GROUPED):
+        native = kernel.native(works)
+    if native is not None:
+        leftover = native
+    elif main == COMPILED:
         leftover = []
         if strategy_for(device) == GROUPED:
             mine = [w for w in works if w[0][0].device == device]
