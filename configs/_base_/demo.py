@@ -39,8 +39,8 @@ default_hooks = dict(
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 log_processor = dict(by_epoch=False, window_size=20)
-# torch threads = the cores other processes leave free (on a busy 2-core machine this small model
-# trains ~4x slower with 2 threads than with 1); OMP_NUM_THREADS=N overrides it.
+# torch threads = the cores other processes leave free (with one of 2 cores taken this small model
+# trained 6x slower with 2 threads than with 1); OMP_NUM_THREADS=N overrides it.
 custom_hooks = [dict(type='CpuThreadsHook', threads='auto')]
 
 env_cfg = dict(

@@ -2,7 +2,7 @@
 
 torch starts one OpenMP thread per core. When other processes keep some cores busy, every
 parallel op waits at its barrier for the thread that got no core: on a 2-core machine with one
-core taken, the demo trains ~4x slower with 2 threads than with 1 (docs/benchmarks.md).
+core taken, the demo trained 6x slower with 2 threads than with 1 (docs/benchmarks.md).
 ``threads='auto'`` counts the cores this process may use (``sched_getaffinity``), subtracts what
 other processes are using right now (``/proc/stat`` minus this process, over 0.2 s), divides by
 the processes of this job on the node, and sets that many threads (at least 1).
@@ -53,10 +53,16 @@ def other_processes_load(seconds: float = SAMPLE_SECONDS) -> float | None:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ticks)
 
 
+#: A core counts as free when at least this much of it is idle: a thread that has to share a
+#: core slows every parallel op far more (~6x, docs/benchmarks.md) than a missing thread does.
+FREE_CORE = 0.75
+
+
 def threads_for(cores: int, others: float, local_processes: int = 1) -> int:
-    """Each process's share of the cores other processes leave free (rounded, at least 1)."""
+    """Each process's share of the cores other processes leave free (at least 1)."""
     free = max(0.0, cores - others)
-    return max(1, min(cores // local_processes, math.floor(free / local_processes + 0.5)))
+    return max(1, min(cores // local_processes,
+                      math.floor(free / local_processes + 1 - FREE_CORE)))
 
 
 def auto_threads(local_processes: int = 1) -> tuple[int, str]:
