@@ -57,8 +57,9 @@ MIN_NUMEL = 1 << 16
 #: compilation (which grows with the chunk). Cheap kernels gain most from large chunks.
 CHUNK = 8
 
-#: fast=None compiles (CPU) only where the compilation is paid back within this many steps.
-PAYBACK_STEPS = 200
+#: fast=None compiles (CPU) only where the compilation is paid back within this many steps
+#: (a short fine-tune; the compile time assumed is a cold cache's).
+PAYBACK_STEPS = 500
 
 SINGLE, FOREACH, COMPILED = "single", "foreach", "compiled"
 CHUNKED, GROUPED = "chunked", "grouped"
@@ -159,15 +160,17 @@ class Kernel:
     ``fn`` mutates its tensors in place and reads scalars as ``hp[i]``, where ``hp`` is a tuple of
     floats (eager) or a 1-D tensor (compiled), so one body of code serves every path.
 
-    ``compile_s`` (a first compilation on CPU, cold cache) and ``saved_ns`` (foreach minus
-    compiled time per element and step) are measured on 2 CPU cores (docs/benchmarks.md); they
-    set ``min_elements`` and the announced estimate.
+    ``compile_s``/``cached_s`` (the first step's compilation on CPU with inductor's cache cold /
+    warm) and ``saved_ns`` (foreach minus compiled time per element and step) are measured on
+    2 CPU cores (docs/benchmarks.md); they set ``min_elements`` and the announced estimate.
     """
 
-    def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, saved_ns: float,
-                 chunk: int = CHUNK, native: Callable[[list], list | None] | None = None):
+    def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, cached_s: float,
+                 saved_ns: float, chunk: int = CHUNK,
+                 native: Callable[[list], list | None] | None = None):
         self.fn = fn
         self.name = name
+        self.cached_s = cached_s
         #: A CPU multi-tensor kernel (``native_cpu``) used instead of the compiled one: takes the
         #: work items it can, returns the rest (None: not available here).
         self.native = native
@@ -187,8 +190,9 @@ class Kernel:
             compiled(*args)
             return
         progress.info("visdet_mmext: compiling the fused %s kernel (torch.compile, %s, once per "
-                      "process): about %.0f s on 2 CPU cores, less with inductor's cache warm; "
-                      "fast=False skips it", self.name, key[0], self.compile_s)
+                      "process): about %.0f s on 2 CPU cores, %.0f s when inductor's cache holds "
+                      "it from an earlier run; fast=False skips it", self.name, key[0],
+                      self.compile_s, self.cached_s)
         started = time.perf_counter()
         compiled(*args)
         self._compiled_for.add(key)
