@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Optimizer step cost: the native Lion, LAMB and Muon side by side with the installed peers.
 
-Parameter sets (fp32 params and grads, as in ../shared/anchors.md):
+Parameter sets (fp32 params and grads):
 
 * ``transformer``: embedding 50256 x h, per block qkv 3h x h, proj h x h, mlp 4h x h and h x 4h with
   biases and two LayerNorms, head 10 x h (h=512, 12 blocks: 63.5 M params on CPU; 2048/24 on CUDA).
