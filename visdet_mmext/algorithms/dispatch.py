@@ -1,10 +1,12 @@
-"""How a native optimizer step is executed: single-tensor, foreach, or compiled.
+"""How a native optimizer step is executed: single-tensor, foreach, native CPU, or compiled.
 
 Optimizer steps are memory bound. The eager and foreach paths read and write every tensor once
 per elementary op (Lion: ~5 passes, Adam-like: ~8); a fused kernel does it in one or two passes.
-We get fused kernels from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA) rather
-than shipping hand-written ones, from the same per-tensor Python function the single-tensor path
-runs eagerly, so every path computes the same formula.
+Fused kernels come from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA), from the
+same per-tensor Python function the single-tensor path runs eagerly, so every path computes the
+same formula. One exception: on CPU a ``Kernel`` may carry a ``native`` multi-tensor kernel
+written in C (``native_cpu``; Lion's, whose update is too cheap for inductor's CPU code and
+per-call overhead), which takes the work first and must equal the eager function bit for bit.
 
 Two compiled strategies, chosen by device:
 
