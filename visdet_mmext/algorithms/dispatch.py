@@ -172,14 +172,14 @@ class Kernel:
                  native: Callable[[list], list | None] | None = None):
         self.fn = fn
         self.name = name
+        self.chunk = chunk
+        self.compile_s = compile_s
         self.cached_s = cached_s
+        #: Elements (of tensors the compiled kernel takes) from which fast=None compiles on CPU.
+        self.min_elements = int(compile_s / (saved_ns * 1e-9 * PAYBACK_STEPS))
         #: A CPU multi-tensor kernel (``native_cpu``) used instead of the compiled one: takes the
         #: work items it can, returns the rest (None: not available here).
         self.native = native
-        self.chunk = chunk
-        self.compile_s = compile_s
-        #: Elements (of tensors the compiled kernel takes) from which fast=None compiles on CPU.
-        self.min_elements = int(compile_s / (saved_ns * 1e-9 * PAYBACK_STEPS))
         self._chunked: Callable[..., None] | None = None
         self._grouped: Callable[..., None] | None = None
         self._scratch: dict[tuple, list[tuple[Tensor, ...]]] = {}
@@ -278,9 +278,9 @@ def pays_back(kernel: Kernel, batches) -> bool:
     if elements >= kernel.min_elements:
         return True
     _log_once("visdet_mmext: %s stays on the foreach path: %d elements repay its ~%.0f s "
-                    "compilation only after %d steps (fast=True compiles anyway)", kernel.name,
-                    elements, kernel.compile_s,
-                    PAYBACK_STEPS * kernel.min_elements // max(elements, 1), level=logging.DEBUG)
+              "compilation only after %d steps (fast=True compiles anyway)", kernel.name,
+              elements, kernel.compile_s, PAYBACK_STEPS * kernel.min_elements // max(elements, 1),
+              level=logging.DEBUG)
     return False
 
 

@@ -27,8 +27,8 @@ embeddings, stems and heads to AdamW is the package constructor's job.
 Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schulz products of
 same-shaped matrices batched across param groups: on CPU only small ones, see
 ``BATCH_MAX_NUMEL``), fast (additionally the compiled AdamW kernel; on CUDA small matrices of
-different shapes share zero-padded batches). Under data parallelism
-the ranks share the Newton-Schulz work (``distributed``).
+different shapes share zero-padded batches). Under data parallelism the ranks share the
+Newton-Schulz work (``distributed``).
 """
 from __future__ import annotations
 
