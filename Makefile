@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # DeepSpeed JIT-builds its CPU ops on first use (1-3 min each); a stable cache outside the
 # checkout lets every later run (and CI on the same machine) reuse them.
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/visdet-mmext/torch_extensions
+# torch.compile's kernels (inductor's caches; default /tmp, lost at reboot): 11 s first steps
+# become 2-3 s in later runs.
+export TORCHINDUCTOR_CACHE_DIR ?= $(HOME)/.cache/visdet-mmext/inductor
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check clean

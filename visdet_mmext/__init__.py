@@ -4,7 +4,7 @@ Importing the package registers every provider's optimizers (``registry``), the 
 constructors and wrappers (``optim``), and schedules its fixes of mmengine and DeepSpeed
 (``compat``), which wait for their modules to be imported.
 """
-from . import compat
+from . import compat, runtime  # noqa: F401  (runtime registers CpuThreadsHook)
 from .errors import OptimizerConfigError, VisdetError
 from .optim import OPTIMIZERS
 from .registry import load_providers

@@ -115,8 +115,9 @@ def test_single_tensor_checkpoint_loads_into_fast_path():
 
 
 @needs_compile
-def test_lr_schedule_and_new_shapes_do_not_recompile():
+def test_lr_schedule_and_new_shapes_do_not_recompile(monkeypatch):
     from torch._dynamo.utils import counters
+    monkeypatch.setenv("VISDET_MMEXT_COMPILE", "chunked")  # the torch.compile path
     init, grads = make_problem(seed=4, steps=8)
     params = [nn.Parameter(t.clone()) for t in init]
     opt = Lion(params, lr=1e-3, fast=True)
@@ -181,3 +182,55 @@ def test_path_choice(monkeypatch):
     monkeypatch.setenv("VISDET_MMEXT_COMPILE", "off")
     assert choose(None, None, cpu) == ("foreach", "foreach")
     assert choose(True, None, cpu) == ("foreach", "foreach")  # logged, not an error
+
+
+
+def test_cpu_kernel_equals_the_single_tensor_path_bit_for_bit():
+    """The C kernel (every fp32 tensor in one call, blocks over threads) computes the eager
+    formula operation by operation; float64 tensors and sign(0) = sign(NaN) = 0 included."""
+    from visdet_mmext.algorithms import lion, native_cpu
+    if native_cpu.library("lion", lion._LION_C) is None:
+        pytest.skip("no C compiler")
+    init, grads = make_problem(seed=7, steps=4, shapes=[(40, 24), (24,), (70_000,), (3, 5)])
+    init.append(torch.randn(9, dtype=torch.float64))
+    for step_grads in grads:
+        step_grads.append(torch.randn(9, dtype=torch.float64))
+    init[1][:4] = torch.tensor([0.0, -0.0, float("nan"), 1.0])
+    grads[0][1][:4] = 0.0  # first step: m = 0 and g = 0 -> the sign of exactly 0
+    grads[1][1][:4] = torch.tensor([float("nan"), 1.0, -1.0, 0.0])
+    kw = dict(lr=1e-3, weight_decay=0.1)
+    expected, _ = run(lambda ps: Lion(ps, **kw, **PATHS["single"]), init, grads)
+    calls = []
+    native = lion._KERNEL.native
+    lion._KERNEL.native = lambda works: calls.append(len(works)) or native(works)
+    try:
+        actual, _ = run(lambda ps: Lion(ps, **kw, fast=True), init, grads)
+    finally:
+        lion._KERNEL.native = native
+    assert calls == [len(init)] * len(grads)
+    for a, e in zip(actual, expected):
+        assert torch.equal(a.nan_to_num(), e.nan_to_num()) and a.isnan().equal(e.isnan())
+
+
+def test_without_a_c_compiler_the_compiled_path_takes_over(monkeypatch, caplog):
+    from visdet_mmext.algorithms import native_cpu
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("VISDET_MMEXT_CACHE", "/nonexistent-visdet-cache")
+    monkeypatch.setattr(native_cpu, "_loaded", {})
+    init, grads = make_problem(seed=8, steps=3)
+    expected, _ = run(lambda ps: Lion(ps, lr=1e-3, **PATHS["single"]), init, grads)
+    actual, _ = run(lambda ps: Lion(ps, lr=1e-3, fast=True), init, grads)
+    assert_rel_close(actual, expected, 1e-6)
+    assert "native CPU lion kernel unavailable" in caplog.text
+    assert "no-such-compiler" in caplog.text
+
+
+@needs_compile
+def test_compiled_chunked_path_matches(monkeypatch):
+    """The torch.compile path Lion falls back to without a C compiler."""
+    monkeypatch.setenv("VISDET_MMEXT_COMPILE", "chunked")
+    init, grads = make_problem(seed=9, steps=4)
+    expected, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, **PATHS["single"]),
+                      init, grads)
+    actual, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, fast=True), init, grads)
+    assert_rel_close(actual, expected, 1e-6)

@@ -291,3 +291,22 @@ def test_trains_toy_models(kind):
     opt = Muon(model.parameters(), lr=0.02)
     losses = regression_losses(model, x, y, opt)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_cpu_batches_only_small_matrices(monkeypatch):
+    """Same-shaped matrices share a batched GEMM on CPU only below BATCH_MAX_NUMEL elements
+    (bigger ones ran slower batched); the results do not depend on it."""
+    from visdet_mmext.algorithms.muon import optimizer as muon
+    calls = []
+
+    def spy(matrices, steps, dtype, pad=False):
+        calls.append(sorted(tuple(m.shape) for m in matrices))
+        return orthogonalize_many(matrices, steps, dtype, pad=pad)
+
+    monkeypatch.setattr(muon, "orthogonalize_many", spy)
+    big, small = (256, muon.BATCH_MAX_NUMEL // 256), (16, 16)
+    init, grads = make_problem([big, small, big, small], seed=8, steps=1)
+    expected = run(Muon(ref := fresh(init), **PATHS["single"]), ref, grads)
+    params = fresh(init)
+    assert max_rel_err(run(Muon(params, fast=False, foreach=True), params, grads), expected) <= 1e-5
+    assert sorted(calls) == sorted([[big], [big], [small, small]])

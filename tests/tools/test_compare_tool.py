@@ -76,3 +76,16 @@ def test_progress_without_tqdm(monkeypatch, capsys):
     for _ in range(4):
         progress.update(1)
     assert "[4/4] AdamW" in capsys.readouterr().err
+
+
+def test_compilation_is_excluded_from_step_times():
+    with compare.CompileWatch() as watch:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(3))  # a new function: dynamo compiles it
+    assert watch.started >= 1
+    torch.compile(lambda x: x * 3)(torch.ones(3))
+    assert watch.started == 1  # counted only while watching
+    steady, excluded_s = compare.steady_step_times([900.0, 5.0, 700.0, 6.0, 5.5],
+                                                   [True, False, True, False, False])
+    assert steady == [5.0, 6.0, 5.5] and excluded_s == pytest.approx(1.6)
+    # the first step allocates the state: excluded even without a compilation
+    assert compare.steady_step_times([40.0, 5.0], [False, False]) == ([5.0], 0.04)

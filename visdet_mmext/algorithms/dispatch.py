@@ -1,10 +1,12 @@
-"""How a native optimizer step is executed: single-tensor, foreach, or compiled.
+"""How a native optimizer step is executed: single-tensor, foreach, native CPU, or compiled.
 
 Optimizer steps are memory bound. The eager and foreach paths read and write every tensor once
 per elementary op (Lion: ~5 passes, Adam-like: ~8); a fused kernel does it in one or two passes.
-We get fused kernels from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA) rather
-than shipping hand-written ones, from the same per-tensor Python function the single-tensor path
-runs eagerly, so every path computes the same formula.
+Fused kernels come from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA), from the
+same per-tensor Python function the single-tensor path runs eagerly, so every path computes the
+same formula. One exception: on CPU a ``Kernel`` may carry a ``native`` multi-tensor kernel
+written in C (``native_cpu``; Lion's, whose update is too cheap for inductor's CPU code and
+per-call overhead), which takes the work first and must equal the eager function bit for bit.
 
 Two compiled strategies, chosen by device:
 
@@ -19,6 +21,13 @@ Two compiled strategies, chosen by device:
   inductor launches the fused kernels back to back. It recompiles only when the set of tensors
   with a gradient changes.
 
+With ``fast=None`` on CPU, a step compiles only when its kernel's tensors are large enough to pay
+the compilation back within ``PAYBACK_STEPS`` steps (``Kernel.min_elements``, from the compile
+time and per-element saving measured for each algorithm; docs/benchmarks.md); smaller steps stay
+on the foreach path, which costs nothing up front. ``fast=True`` always compiles. A compilation is
+announced (logger ``visdet_mmext.progress``, which the package forwards to mmengine's logger) with
+its expected duration, and its measured duration follows.
+
 ``VISDET_MMEXT_COMPILE`` = ``off`` | ``chunked`` | ``grouped`` overrides the choice (tests and
 benchmarks use it). When compilation is impossible the step falls back to the eager function and
 the reason is logged once.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,12 +50,18 @@ import torch
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
+#: User-facing progress (compilations): forwarded to mmengine's current logger by the package.
+progress = logging.getLogger("visdet_mmext.progress")
 
 #: Below this many elements a compiled call's Python overhead costs more than it saves (CPU).
 MIN_NUMEL = 1 << 16
 #: Default tensors per compiled call on CPU: fewer Python calls, against a longer first
 #: compilation (which grows with the chunk). Cheap kernels gain most from large chunks.
 CHUNK = 8
+
+#: fast=None compiles (CPU) only where the compilation is paid back within this many steps
+#: (a short fine-tune; the compile time assumed is a cold cache's).
+PAYBACK_STEPS = 500
 
 SINGLE, FOREACH, COMPILED = "single", "foreach", "compiled"
 CHUNKED, GROUPED = "chunked", "grouped"
@@ -58,9 +74,13 @@ def _foreach_default(device: torch.device) -> bool:
     return device.type in _get_foreach_kernels_supported_devices()
 
 
+def _forced() -> str:
+    return os.environ.get(_ENV, "").strip().lower()
+
+
 def strategy_for(device: torch.device) -> str | None:
     """The compiled strategy for ``device``, or None when compiling should not be tried."""
-    forced = os.environ.get(_ENV, "").strip().lower()
+    forced = _forced()
     if forced in ("off", "0", "false", "no"):
         return None
     if forced in (CHUNKED, GROUPED):
@@ -98,11 +118,11 @@ _LOGGED: set[str] = set()
 _BROKEN: str = ""  # why compiling failed in this process ("" while it has not failed)
 
 
-def _log_once(msg: str, *args: Any) -> None:
+def _log_once(msg: str, *args: Any, level: int = logging.WARNING) -> None:
     text = msg % args
     if text not in _LOGGED:
         _LOGGED.add(text)
-        logger.warning(text)
+        logger.log(level, text)
 
 
 def _disable(reason: BaseException) -> None:
@@ -110,12 +130,6 @@ def _disable(reason: BaseException) -> None:
     _BROKEN = f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else ''}"
     _log_once("visdet_mmext: torch.compile fast path disabled for this process, using the eager "
               "paths (%s)", _BROKEN)
-
-
-def _announce(fn: Callable, strategy: str) -> None:
-    # The first step pays the compilation (seconds to a minute; cached on disk across runs).
-    logger.info("visdet_mmext: compiling %s (%s) for the fast path; fast=False skips this",
-                fn.__name__.strip("_"), strategy)
 
 
 def compilable(*tensors: Tensor) -> bool:
@@ -147,18 +161,48 @@ class Kernel:
 
     ``fn`` mutates its tensors in place and reads scalars as ``hp[i]``, where ``hp`` is a tuple of
     floats (eager) or a 1-D tensor (compiled), so one body of code serves every path.
+
+    ``compile_s``/``cached_s`` (the first step's compilation on CPU with inductor's cache cold /
+    warm) and ``saved_ns`` (foreach minus compiled time per element and step) are measured on
+    2 CPU cores (docs/benchmarks.md); they set ``min_elements`` and the announced estimate.
     """
 
-    def __init__(self, fn: Callable[..., None], chunk: int = CHUNK):
+    def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, cached_s: float,
+                 saved_ns: float, chunk: int = CHUNK,
+                 native: Callable[[list], list | None] | None = None):
         self.fn = fn
+        self.name = name
         self.chunk = chunk
+        self.compile_s = compile_s
+        self.cached_s = cached_s
+        #: Elements (of tensors the compiled kernel takes) from which fast=None compiles on CPU.
+        self.min_elements = int(compile_s / (saved_ns * 1e-9 * PAYBACK_STEPS))
+        #: A CPU multi-tensor kernel (``native_cpu``) used instead of the compiled one: takes the
+        #: work items it can, returns the rest (None: not available here).
+        self.native = native
         self._chunked: Callable[..., None] | None = None
         self._grouped: Callable[..., None] | None = None
         self._scratch: dict[tuple, list[tuple[Tensor, ...]]] = {}
+        self._compiled_for: set[tuple] = set()
+
+    def _call(self, compiled: Callable[..., None], key: tuple, *args) -> None:
+        """Call a compiled form; its first call for ``key`` (strategy, dtypes) compiles, which
+        is announced with an estimate, then timed."""
+        if key in self._compiled_for:
+            compiled(*args)
+            return
+        progress.info("visdet_mmext: compiling the fused %s kernel (torch.compile, %s, once per "
+                      "process): about %.0f s on 2 CPU cores, %.0f s when inductor's cache holds "
+                      "it from an earlier run; fast=False skips it", self.name, key[0],
+                      self.compile_s, self.cached_s)
+        started = time.perf_counter()
+        compiled(*args)
+        self._compiled_for.add(key)
+        progress.info("visdet_mmext: %s kernel compiled in %.1f s", self.name,
+                      time.perf_counter() - started)
 
     def _compiled_chunked(self) -> Callable[..., None]:
         if self._chunked is None:
-            _announce(self.fn, CHUNKED)
             fn, size = self.fn, self.chunk
 
             def chunked(tensor_lists: list[list[Tensor]], hp: Tensor) -> None:
@@ -171,7 +215,6 @@ class Kernel:
 
     def _compiled_grouped(self) -> Callable[..., None]:
         if self._grouped is None:
-            _announce(self.fn, GROUPED)
             fn = self.fn
 
             def grouped(tensor_lists: list[list[Tensor]], hp: Tensor) -> None:
@@ -207,8 +250,9 @@ class Kernel:
             if not _BROKEN:
                 try:
                     with _no_duck_shapes():
-                        self._compiled_chunked()([list(ts) for ts in zip(*chunk)],
-                                                 hp_tensor(rows))
+                        self._call(self._compiled_chunked(),
+                                   (CHUNKED, *(t.dtype for t in chunk[0])),
+                                   [list(ts) for ts in zip(*chunk)], hp_tensor(rows))
                     continue
                 except Exception as exc:  # noqa: BLE001 - any compiler failure means "eager"
                     _disable(exc)
@@ -219,12 +263,25 @@ class Kernel:
         """Every tensor set of the step in one compiled call; ``hp`` has one row per set."""
         if not _BROKEN:
             try:
-                self._compiled_grouped()(tensor_lists, hp)
+                self._call(self._compiled_grouped(),
+                           (GROUPED, *(ts[0].dtype for ts in tensor_lists)), tensor_lists, hp)
                 return
             except Exception as exc:  # noqa: BLE001
                 _disable(exc)
         for i in range(len(tensor_lists[0])):
             self.fn(*(ts[i] for ts in tensor_lists), hp[i])
+
+
+def pays_back(kernel: Kernel, batches) -> bool:
+    """Whether compiling ``kernel`` for these work items pays back within PAYBACK_STEPS steps."""
+    elements = sum(w[0][0].numel() for items in batches for w in items)
+    if elements >= kernel.min_elements:
+        return True
+    _log_once("visdet_mmext: %s stays on the foreach path: %d elements repay its ~%.0f s "
+              "compilation only after %d steps (fast=True compiles anyway)", kernel.name,
+              elements, kernel.compile_s, PAYBACK_STEPS * kernel.min_elements // max(elements, 1),
+              level=logging.DEBUG)
+    return False
 
 
 def hp_tensor(values: Sequence, device: torch.device | None = None) -> Tensor:
@@ -285,7 +342,13 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
     device = works[0][0][0].device
     main, rest = choose_path(fast, foreach, device)
     leftover = works
-    if main == COMPILED:
+    native = None
+    if main == COMPILED and device.type == "cpu" and kernel.native is not None \
+            and _forced() not in (CHUNKED, GROUPED):
+        native = kernel.native(works)
+    if native is not None:
+        leftover = native
+    elif main == COMPILED:
         leftover = []
         if strategy_for(device) == GROUPED:
             mine = [w for w in works if w[0][0].device == device]
@@ -300,6 +363,9 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
                         (tensors, hp))
                 else:
                     leftover.append((tensors, hp))
+            if fast is None and _forced() != CHUNKED and not pays_back(kernel, by_dtypes.values()):
+                leftover = works
+                by_dtypes = {}
             for items in by_dtypes.values():
                 kernel.run_chunked([w[0] for w in items], [w[1] for w in items])
     if rest == SINGLE:

@@ -31,8 +31,9 @@ logger = logging.getLogger("visdet_mmext")
 #: The modules that declare patches (imported by install(); each is light at import time).
 PATCH_MODULES = (
     "mmengine_constructor", "mmengine_checkpoint", "mmengine_deepspeed", "mmengine_flexible_runner",
-    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_muon", "mmengine_file_client",
-    "mmengine_adafactor_notice", "mmengine_runner_hooks", "mmengine_runner_onebit",
+    "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_build_announce", "deepspeed_muon",
+    "mmengine_file_client", "mmengine_adafactor_notice", "mmengine_runner_hooks",
+    "mmengine_runner_onebit",
 )
 
 

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 import traceback
@@ -55,7 +56,9 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     parser.add_argument("--num-train", type=int, default=None,
                         help="override the number of training images of the demo dataset")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for every run (default: the cores other processes "
+                             "leave free, decided once at the start)")
     parser.add_argument("--title", default=None, help="title of the figure")
     parser.add_argument("--list", action="store_true",
                         help="list known names and configs, then exit")
@@ -166,7 +169,28 @@ def state_bytes(optimizer) -> int:
     return total
 
 
-def make_recorder(progress):
+class CompileWatch:
+    """Counts torch.compile (dynamo) compilations while active, so steps that compiled can be
+    told apart from steady-state steps. Uses dynamo's compile callbacks (torch._dynamo.callback,
+    torch >= 2.5)."""
+
+    def __init__(self):
+        self.started = 0
+
+    def _on_start(self, *args):
+        self.started += 1
+
+    def __enter__(self):
+        from torch._dynamo.callback import callback_handler
+        callback_handler.register_start_callback(self._on_start)
+        return self
+
+    def __exit__(self, *exc):
+        from torch._dynamo.callback import callback_handler
+        callback_handler.remove_start_callback(self._on_start)
+
+
+def make_recorder(progress, compiles: CompileWatch):
     from mmengine.hooks import Hook
 
     class Recorder(Hook):
@@ -174,6 +198,7 @@ def make_recorder(progress):
 
         def __init__(self):
             self.loss, self.val, self.iter_ms, self.step_ms = [], [], [], []
+            self.compiled = []  # per step: did a compilation run inside it
             self._handles = []
 
         def before_train(self, runner):
@@ -182,10 +207,12 @@ def make_recorder(progress):
             started = {}
 
             def pre(opt, args, kwargs):
+                started["compiles"] = compiles.started
                 started["t"] = time.perf_counter()
 
             def post(opt, args, kwargs):
                 self.step_ms.append((time.perf_counter() - started.pop("t")) * 1000)
+                self.compiled.append(compiles.started != started.pop("compiles"))
 
             self._handles = [optimizer.register_step_pre_hook(pre),
                              optimizer.register_step_post_hook(post)]
@@ -215,17 +242,33 @@ def make_recorder(progress):
     return Recorder()
 
 
-def run_one(label: str, cfg, progress) -> dict:
+def steady_step_times(step_ms: list[float], compiled: list[bool]) -> tuple[list[float], float]:
+    """Step times without the first step (state allocation) and without steps in which a
+    compilation ran; and the seconds those excluded steps took."""
+    steady = [ms for i, (ms, c) in enumerate(zip(step_ms, compiled)) if i > 0 and not c]
+    excluded = sum(ms for i, (ms, c) in enumerate(zip(step_ms, compiled)) if i == 0 or c)
+    return steady, excluded / 1000
+
+
+def run_one(label: str, cfg, progress, threads: int) -> dict:
     import torch
     from mmengine.runner import Runner
 
-    recorder = make_recorder(progress)
-    runner = Runner.from_cfg(cfg)
-    runner.register_hook(recorder)
-    started = time.perf_counter()
-    runner.train()
+    # every optimizer trains with the same thread count, whatever the machine's load does
+    for hook in cfg.get("custom_hooks", []):
+        if hook.get("type") == "CpuThreadsHook":
+            hook["threads"] = threads
+    torch.set_num_threads(threads)
+    with CompileWatch() as compiles:
+        recorder = make_recorder(progress, compiles)
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(recorder)
+        started = time.perf_counter()
+        runner.train()
     skip = min(5, len(recorder.iter_ms) // 4)  # first iterations include one-off set-up
     mean = (lambda xs: sum(xs) / len(xs) if xs else math.nan)
+    median = (lambda xs: statistics.median(xs) if xs else math.nan)
+    steady, first_steps_s = steady_step_times(recorder.step_ms, recorder.compiled)
     tail = recorder.loss[-max(1, len(recorder.loss) // 10):]
     return dict(
         label=label, optimizer=optimizer_type(cfg), ok=True,
@@ -234,10 +277,11 @@ def run_one(label: str, cfg, progress) -> dict:
         final_accuracy=recorder.val[-1][1] if recorder.val else math.nan,
         best_accuracy=max((a for _, a in recorder.val), default=math.nan),
         final_loss=mean(tail),
-        iter_ms=mean(recorder.iter_ms[skip:]), step_ms=mean(recorder.step_ms[skip:]),
+        iter_ms=median(recorder.iter_ms[skip:]), step_ms=median(steady),
+        first_steps_s=first_steps_s, compiled_steps=sum(recorder.compiled),
         state_bytes=recorder.state, params=recorder.params,
         bytes_per_param=recorder.state / max(recorder.params, 1),
-        seconds=time.perf_counter() - started, threads=torch.get_num_threads())
+        seconds=time.perf_counter() - started, threads=threads)
 
 
 class _PlainProgress:
@@ -345,7 +389,7 @@ def plot(results: list[dict], path: str, title: str) -> None:
     labels = [r["label"] for r in ok]
     bars = ax_time.bar(labels, [r["step_ms"] for r in ok], color=[colour[x] for x in labels])
     ax_time.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax_time.set(title="optimizer step (mean ms)", ylabel="ms")
+    ax_time.set(title="optimizer step (median ms, compilation excluded)", ylabel="ms")
     bars = ax_mem.bar(labels, [r["bytes_per_param"] for r in ok], color=[colour[x] for x in labels])
     ax_mem.bar_label(bars, fontsize=8, labels=[
         f"{r['bytes_per_param']:.1f} B\n{r['state_bytes'] / 1024:.0f} KiB" for r in ok])
@@ -368,21 +412,25 @@ def table(results: list[dict], args) -> str:
         f"{args.val_interval or max(1, iters // 6)}; same seed, data order and initial weights.",
         "",
         "| optimizer | settings | final val acc (%) | best val acc (%) | final train loss | "
-        "ms / iter | ms / optimizer step | state (KiB) | state bytes / param |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "ms / iter | ms / optimizer step | first step + compilation (s) | state (KiB) | "
+        "state bytes / param |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if not r["ok"]:
-            lines.append(f"| {r['label']} | not run: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['label']} | not run: {r['error']} | | | | | | | | |")
             continue
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
         lines.append(
             f"| {r['label']} | {settings} | {r['final_accuracy']:.1f} | {r['best_accuracy']:.1f} | "
             f"{r['final_loss']:.3f} | {r['iter_ms']:.1f} | {r['step_ms']:.2f} | "
-            f"{r['state_bytes'] / 1024:.0f} | {r['bytes_per_param']:.2f} |")
+            f"{r.get('first_steps_s', math.nan):.2f} | {r['state_bytes'] / 1024:.0f} | "
+            f"{r['bytes_per_param']:.2f} |")
     threads = {r.get("threads") for r in results if r["ok"]}
     lines += ["", f"Timings: one process, torch threads {', '.join(map(str, sorted(threads)))}; "
-                  "relative, not absolute."]
+                  "medians; the first optimizer step and any step that compiled are excluded "
+                  "from ms / optimizer step and reported as first step + compilation; relative, "
+                  "not absolute."]
     return "\n".join(lines) + "\n"
 
 
@@ -425,8 +473,6 @@ def main(argv=None, prog=None) -> int:
     import visdet_mmext.demo  # noqa: F401
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     configs = known_configs()
     if args.list:
         for name, path in sorted(configs.items()):
@@ -454,12 +500,18 @@ def main(argv=None, prog=None) -> int:
         plans.append((label, fit_to(copy.deepcopy(cfg), args,
                                     osp.join(args.out_dir, "runs", label.replace(" ", "_")))))
 
+    threads = args.threads
+    if threads is None:
+        from visdet_mmext.runtime import auto_threads
+        threads, why = auto_threads()
+        print(f"torch threads: {threads} for every run ({why}; --threads N sets it)",
+              file=sys.stderr)
     progress = None if args.no_progress else make_progress(args.iters * len(plans))
     for label, cfg in plans:
         if progress is not None:
             progress.set_description(label)
         try:
-            results.append(run_one(label, cfg, progress))
+            results.append(run_one(label, cfg, progress, threads))
         except Exception as error:
             traceback.print_exc()
             first_line = str(error).splitlines()[0][:200] if str(error) else ""

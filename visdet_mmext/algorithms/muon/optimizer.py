@@ -25,8 +25,10 @@ Groups carry ``use_muon``. A group without it is split by shape (``hybrid.split_
 embeddings, stems and heads to AdamW is the package constructor's job.
 
 Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schulz products of
-same-shaped matrices batched, across param groups), fast (additionally the compiled AdamW kernel;
-on CUDA small matrices of different shapes share zero-padded batches).
+same-shaped matrices batched across param groups: on CPU only small ones, see
+``BATCH_MAX_NUMEL``), fast (additionally the compiled AdamW kernel; on CUDA small matrices of
+different shapes share zero-padded batches). Under data parallelism the ranks share the
+Newton-Schulz work (``distributed``).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import dispatch
+from . import distributed
 from .._adam import adam_state, adamw_foreach, adamw_tensor, bias_corrections
 from .hybrid import adamw_settings, split_by_shape
 from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
@@ -46,6 +49,12 @@ ADJUST_LR = ("original", "match_rms_adamw")
 #: Devices where the fast path zero-pads small matrices of different shapes into shared batches:
 #: launch-bound GPUs gain, FLOP-bound CPUs would only lose.
 PAD_DEVICE_TYPES = ("cuda",)
+#: Devices where every same-shaped group of matrices runs as one batched GEMM. Elsewhere (CPU)
+#: only matrices below ``BATCH_MAX_NUMEL`` are batched: a CPU GEMM is efficient from ~64K
+#: elements on, and batching larger ones ran 3-11 % slower than one matrix at a time (MKL fp32,
+#: ResNet-50 shapes; docs/benchmarks.md).
+BATCH_ALL_DEVICE_TYPES = ("cuda",)
+BATCH_MAX_NUMEL = 1 << 16
 
 
 def matrix_shape(p: Tensor) -> tuple[int, int]:
@@ -62,7 +71,8 @@ def lr_scale(adjust_lr: str, rows: int, cols: int) -> float:
     raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
 
 
-_ADAMW = dispatch.Kernel(adamw_tensor, chunk=4)
+_ADAMW = dispatch.Kernel(adamw_tensor, "AdamW (Muon's AdamW side)", compile_s=11.0, cached_s=2.5,
+                         saved_ns=2.3, chunk=4)
 
 
 class Muon(Optimizer):
@@ -75,6 +85,11 @@ class Muon(Optimizer):
         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW side's settings
             (defaults: :func:`~visdet_mmext.algorithms.muon.hybrid.adamw_settings`).
         ns_dtype: Newton-Schulz dtype; None: bf16 on CUDA, fp32 elsewhere.
+        distributed: when torch.distributed is initialised with several processes, each rank
+            orthogonalises a FLOP-balanced share of the matrices and broadcasts the results
+            (:mod:`~visdet_mmext.algorithms.muon.distributed`); the parameters stay those of a
+            single process on the same averaged gradients. False: every rank computes every
+            matrix (for ranks that do not share parameters and gradients).
         maximize, foreach, fast: see :class:`visdet_mmext.algorithms.lion.Lion`.
     """
 
@@ -83,7 +98,8 @@ class Muon(Optimizer):
                  adjust_lr: str = "original", adamw_lr: float | None = None,
                  adamw_betas: tuple[float, float] | None = None, adamw_eps: float | None = None,
                  adamw_weight_decay: float | None = None, *, ns_dtype: torch.dtype | None = None,
-                 maximize: bool = False, foreach: bool | None = None, fast: bool | None = None):
+                 distributed: bool = True, maximize: bool = False, foreach: bool | None = None,
+                 fast: bool | None = None):
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -96,9 +112,11 @@ class Muon(Optimizer):
                                     adamw_weight_decay)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         ns_steps=ns_steps, adjust_lr=adjust_lr, betas=self.adamw["betas"],
-                        eps=self.adamw["eps"], ns_dtype=ns_dtype, maximize=maximize,
-                        foreach=foreach, fast=fast)
+                        eps=self.adamw["eps"], ns_dtype=ns_dtype, distributed=distributed,
+                        maximize=maximize, foreach=foreach, fast=fast)
         super().__init__(params, defaults)
+        #: Newton-Schulz FLOPs this process spent in the last step (its share when distributed).
+        self.last_step_ns_flops = 0.0
 
     def __getstate__(self):  # copies and pickles keep the AdamW side's settings
         return {**super().__getstate__(), "adamw": self.adamw}
@@ -164,36 +182,92 @@ class Muon(Optimizer):
             works.append(((p, grad, state["exp_avg"], state["exp_avg_sq"]), hp))
 
     def _muon_update(self, items: list) -> None:
-        device = items[0][0].device
-        main, rest = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
-        if main == dispatch.SINGLE:
-            for p, grad, buf, group in items:  # the per-matrix loop
-                update = _momentum_single(grad, buf, group)
-                rows, cols = matrix_shape(p)
-                ortho = orthogonalize(update.reshape(rows, cols), group["ns_steps"],
-                                      self._ns_dtype(p.device))
+        rank, world = distributed.world_of(self.defaults.get("distributed", True))
+        if world == 1:
+            self.last_step_ns_flops = sum(
+                distributed.ns_flops(*matrix_shape(p), group["ns_steps"]) for p, *_, group in items)
+            for (p, _, _, group), ortho, (rows, cols) in self._orthogonalized(items):
                 _apply(p, ortho, group, rows, cols)
             return
+        self._muon_update_shared(items, rank, world)
+
+    def _orthogonalized(self, items: list):
+        """``(item, orthogonalised update, matrix shape)`` per item: momentum, then Newton-Schulz
+        along the chosen path. Yielded batch by batch, so a batch's temporaries are freed before
+        the next is computed."""
+        device = items[0][0].device
+        main, _ = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
+        if main == dispatch.SINGLE:
+            for item in items:  # the per-matrix loop
+                p, grad, buf, group = item
+                update = _momentum_single(grad, buf, group)
+                shape = matrix_shape(p)
+                yield item, orthogonalize(update.reshape(shape), group["ns_steps"],
+                                          self._ns_dtype(p.device)), shape
+            return
         pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
-        # One bucket per batch of Newton-Schulz products; a bucket is finished (momentum,
-        # orthogonalisation, update) before the next starts, which bounds the extra memory.
         buckets: dict[tuple, list] = {}
-        for item in items:
+        for index, item in enumerate(items):
             p, group = item[0], item[3]
             rows, cols = sorted(matrix_shape(p))
+            alone = None  # batched with its shape
             if pad and rows * cols <= PAD_MAX_NUMEL:
                 rows, cols = 0, 0  # all small matrices: one padded call, sub-batched inside
-            key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device))
+            elif p.device.type not in BATCH_ALL_DEVICE_TYPES and rows * cols >= BATCH_MAX_NUMEL:
+                alone = index
+            key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device), alone)
             buckets.setdefault(key, []).append(item)
-        for (_, _, _, ns_steps, ns_dtype), bucket in buckets.items():
+        for (_, _, _, ns_steps, ns_dtype, _), bucket in buckets.items():
             updates = _momentum_foreach(bucket)
             shapes = [matrix_shape(p) for p, *_ in bucket]
             matrices = [u.reshape(shape) for u, shape in zip(updates, shapes)]
             del updates
             orthos = orthogonalize_many(matrices, ns_steps, ns_dtype, pad=pad)
             del matrices
-            for (p, _, _, group), ortho, (rows, cols) in zip(bucket, orthos, shapes):
-                _apply(p, ortho, group, rows, cols)
+            yield from zip(bucket, orthos, shapes)
+
+    def _muon_update_shared(self, items: list, rank: int, world: int) -> None:
+        """Each rank orthogonalises its share (``distributed.assign``), then broadcasts it; every
+        rank applies every update, in the same dtype as a single process would."""
+        shapes = [matrix_shape(p) for p, *_ in items]
+        distributed.check_same_matrices(
+            [(*shape, item[3]["ns_steps"]) for shape, item in zip(shapes, items)], items[0][0].device)
+        costs = [distributed.ns_flops(*shape, item[3]["ns_steps"])
+                 for shape, item in zip(shapes, items)]
+        owners = distributed.assign(costs, world)
+        self.last_step_ns_flops = sum(c for c, owner in zip(costs, owners) if owner == rank)
+        # the momentum of matrices another rank orthogonalises (the owner computes its update)
+        _momentum_foreach([item for item, owner in zip(items, owners) if owner != rank],
+                          buffers_only=True)
+        # (device, Newton-Schulz dtype) -> one flat buffer per rank, laid out by the plan
+        layouts: dict[tuple, list[list[int]]] = {}
+        for i, owner in enumerate(owners):
+            device = items[i][0].device
+            ranks = layouts.setdefault((device, self._ns_dtype(device)), [[] for _ in range(world)])
+            ranks[owner].append(i)
+        shares = {}
+        for key, ranks in layouts.items():
+            members = ranks[rank]
+            sizes = [math.prod(shapes[i]) for i in members]
+            flat = torch.empty(sum(sizes), dtype=key[1], device=key[0])
+            views = dict(zip(members, flat.split(sizes)))
+            position = {id(items[i][0]): i for i in members}
+            # this rank's share first, so every rank computes at the same time
+            if members:
+                for (p, *_), ortho, shape in self._orthogonalized([items[i] for i in members]):
+                    views[position[id(p)]].view(shape).copy_(ortho)
+            shares[key] = flat
+        for (device, ns_dtype), ranks in layouts.items():
+            for src, members in enumerate(ranks):
+                if not members:  # more ranks than matrices
+                    continue
+                sizes = [math.prod(shapes[i]) for i in members]
+                flat = shares[device, ns_dtype] if src == rank else \
+                    torch.empty(sum(sizes), dtype=ns_dtype, device=device)
+                distributed.broadcast_from(flat, src)
+                for i, update in zip(members, flat.split(sizes)):
+                    p, _, _, group = items[i]
+                    _apply(p, update.view(shapes[i]), group, *shapes[i])
 
 
 def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
@@ -202,8 +276,9 @@ def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
     return grad.lerp(buf, momentum) if group["nesterov"] else buf
 
 
-def _momentum_foreach(items: list) -> list[Tensor]:
-    """Momentum (and Nesterov look-ahead) for items sharing a device, via foreach per setting."""
+def _momentum_foreach(items: list, buffers_only: bool = False) -> list[Tensor]:
+    """Momentum (and Nesterov look-ahead) for items sharing a device, via foreach per setting;
+    ``buffers_only``: only the momentum buffers (another rank computes the update)."""
     out: list[Tensor] = [None] * len(items)  # type: ignore[list-item]
     by_setting: dict[tuple, list[int]] = {}
     for i, (p, _, _, group) in enumerate(items):
@@ -213,6 +288,8 @@ def _momentum_foreach(items: list) -> list[Tensor]:
         grads = [items[i][1] for i in idx]
         bufs = [items[i][2] for i in idx]
         torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        if buffers_only:
+            continue
         updates = torch._foreach_lerp(grads, bufs, momentum) if nesterov else bufs
         for i, u in zip(idx, updates):
             out[i] = u

@@ -1,0 +1,15 @@
+"""torchrun job: two ranks hold different Muon matrices (as under sharded parameters); each
+prints the error distributed Muon raises."""
+import torch
+
+from visdet_mmext.algorithms.muon import Muon
+
+torch.distributed.init_process_group("gloo")
+rank = torch.distributed.get_rank()
+p = torch.nn.Parameter(torch.ones(4, 3 + rank))
+p.grad = torch.ones_like(p)
+try:
+    Muon([p]).step()
+except RuntimeError as error:
+    print(f"refused: {error}", flush=True)
+torch.distributed.destroy_process_group()
