@@ -1,40 +1,22 @@
 """How a native optimizer step is executed: single-tensor, foreach, native CPU, or compiled.
 
-Optimizer steps are memory bound. The eager and foreach paths read and write every tensor once
-per elementary op (Lion: ~5 passes, Adam-like: ~8); a fused kernel does it in one or two passes.
-Fused kernels come from ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA), from the
-same per-tensor Python function the single-tensor path runs eagerly, so every path computes the
-same formula. One exception: on CPU a ``Kernel`` may carry a ``native`` multi-tensor kernel
-written in C (``native_cpu``; Lion's, whose update is too cheap for inductor's CPU code and
-per-call overhead), which takes the work first and must equal the eager function bit for bit.
+Optimizer steps are memory bound: the eager and foreach paths read and write every tensor once per
+elementary op, a fused kernel once. Fused kernels come from ``torch.compile`` applied to the same
+per-tensor Python function the single-tensor path runs eagerly, so every path computes one
+formula; on CPU a ``Kernel`` may also carry a C multi-tensor kernel (``native_cpu``) that must
+equal the eager function bit for bit.
 
-Two compiled strategies, chosen by device:
+Compiled strategies: ``chunked`` on CPU (a few tensors per compiled call on flattened views,
+dynamic shapes, hyperparameters as a tensor: no model or lr schedule recompiles it; small tensors
+stay on the foreach path), ``grouped`` on CUDA (every tensor of the step in one static graph).
+With ``fast=None`` a CPU step compiles only when its tensors pay the compilation back within
+``PAYBACK_STEPS`` steps; ``fast=True`` always compiles. Compilations are announced in the log
+with their expected duration. ``VISDET_MMEXT_COMPILE`` = ``off`` | ``chunked`` | ``grouped``
+overrides the choice; when compiling fails the step runs eagerly and says why once.
 
-* ``chunked`` (CPU): the per-tensor function applied to a chunk of tensors per compiled call
-  (Lion 8, LAMB 2, AdamW 4), on flattened views, compiled once per dtype with dynamic shapes
-  (every tensor its own size symbol, short chunks padded with tiny scratch tensors), so no model
-  ever recompiles it. A compiled call costs ~0.1 ms of Python (much more on a busy machine), hence
-  chunks, and tensors below ``MIN_NUMEL`` elements stay on the foreach path. Hyperparameters
-  travel as a float64 tensor, so an lr schedule never recompiles.
-* ``grouped`` (CUDA): the per-tensor function looped over every tensor of the step inside one
-  compiled graph (static shapes, one device tensor of hyperparameters): one Python call per step,
-  inductor launches the fused kernels back to back. It recompiles only when the set of tensors
-  with a gradient changes.
-
-With ``fast=None`` on CPU, a step compiles only when its kernel's tensors are large enough to pay
-the compilation back within ``PAYBACK_STEPS`` steps (``Kernel.min_elements``, from the compile
-time and per-element saving measured for each algorithm; docs/benchmarks.md); smaller steps stay
-on the foreach path, which costs nothing up front. ``fast=True`` always compiles. A compilation is
-announced (logger ``visdet_mmext.progress``, which the package forwards to mmengine's logger) with
-its expected duration, and its measured duration follows.
-
-``VISDET_MMEXT_COMPILE`` = ``off`` | ``chunked`` | ``grouped`` overrides the choice (tests and
-benchmarks use it). When compilation is impossible the step falls back to the eager function and
-the reason is logged once.
-
-Rounding is the same on every path: fp16/bf16 tensors are stepped through fp32 copies and
-rounded once when written back (what a compiled kernel does inside), so no path overflows or
-rounds where another does not.
+fp16/bf16 tensors are stepped through fp32 copies and rounded once when written back (what a
+compiled kernel does inside), so no path overflows or rounds where another does not.
+Measurements behind the constants: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -290,6 +272,14 @@ def hp_tensor(values: Sequence, device: torch.device | None = None) -> Tensor:
     if device is None or device.type == "cpu":
         return torch.tensor(values, dtype=torch.float64)
     return torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True)
+
+
+def closure_loss(closure: Callable[[], Any] | None):
+    """``closure()`` evaluated with gradients on (torch's ``step(closure)`` convention), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def check_grad(name: str, p: Tensor, maximize: bool = False) -> Tensor:

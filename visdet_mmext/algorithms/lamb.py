@@ -10,15 +10,9 @@ Per parameter tensor, with Adam moments ``m``, ``v`` (states ``exp_avg``, ``exp_
 
 Weight decay sits inside ``u`` (so it is part of the trust ratio), as in the paper.
 
-Differences from the peers, measured in ``tests/test_native_lamb.py``:
-bitsandbytes' ``LAMB`` decays decoupled (``p *= 1 - lr*wd``) before the update, leaves ``wd*p`` out
-of ``u``, and uses the trust ratio only as a clip: ``r = min(1, max_unorm*||p|| / ||u||)`` with
-``max_unorm=1``, so it never scales an update up; it also ignores ``bias_correction=False`` and puts
-eps inside as ``sqrt(v) + eps*sqrt(bc2)``. DeepSpeed's ``FusedLamb`` clamps ``r`` to
-``[min_coeff, max_coeff] = [0.01, 10]``; timm's ``Lamb`` clips the global gradient norm first.
-
-The compiled path runs each tensor in one call: a reduction pass (moments, both norms) and an
-update pass that recomputes ``u`` instead of storing it (~40 B/param moved).
+How bitsandbytes', DeepSpeed's and timm's LAMB differ: docs/benchmarks.md. The compiled path runs
+each tensor in one call: a reduction pass (moments, both norms), then an update pass that
+recomputes ``u`` instead of storing it.
 """
 from __future__ import annotations
 
@@ -101,10 +95,7 @@ class LAMB(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = dispatch.closure_loss(closure)
         works = []
         for group in self.param_groups:
             beta1, beta2 = (float(b) for b in group["betas"])

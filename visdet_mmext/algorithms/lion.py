@@ -151,10 +151,7 @@ class Lion(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = dispatch.closure_loss(closure)
         works = []
         for group in self.param_groups:
             beta1, beta2 = group["betas"]

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .dispatch import closure_loss
+
 
 class SophiaG(Optimizer):
     """SophiaG with decoupled weight decay.
@@ -96,10 +98,7 @@ class SophiaG(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             step = group.setdefault("step", 0)
             if step % self.update_period == 0 and group.get("hessian_step") != step:

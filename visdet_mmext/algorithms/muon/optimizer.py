@@ -13,8 +13,7 @@ Muon groups (``lr, momentum, nesterov, weight_decay, ns_steps, adjust_lr``), per
 with ``scale`` computed on the flattened matrix: ``original`` sqrt(max(1, rows/cols)) (Keller
 Jordan, lr ~0.02) or ``match_rms_adamw`` 0.2*sqrt(max(rows, cols)) (Moonlight, AdamW-sized lr).
 This is ``torch.optim.Muon``'s formula, extended to >2-D tensors. Newton-Schulz runs in
-``ns_dtype``: bf16 on CUDA, fp32 on CPU (CPUs without bf16 units run bf16 GEMMs several times
-slower).
+``ns_dtype``: bf16 on CUDA, fp32 on CPU.
 
 AdamW groups (``lr, betas, eps, weight_decay``) run torch's AdamW update (decoupled decay, bias
 correction; states ``step``, ``exp_avg``, ``exp_avg_sq``).
@@ -143,10 +142,7 @@ class Muon(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = dispatch.closure_loss(closure)
         adamw_works, muon_items = [], []
         for group in self.param_groups:
             if group["use_muon"]:

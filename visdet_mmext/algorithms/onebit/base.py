@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..dispatch import closure_loss
 from .compression import ChunkLayout, compressed_allreduce
 
 ERROR_KEYS = ("worker_error", "server_error")
@@ -101,10 +102,7 @@ class OnebitOptimizer(Optimizer):
     # -- the step ------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         if self.world_size > 1 and not self.ddp_hook_installed:
             raise RuntimeError(
                 f"{type(self).__name__} runs on {self.world_size} processes, but the model's "
