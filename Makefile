@@ -27,7 +27,6 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m visdet_mmext list
 	$(VENV)/bin/visdet-mmext train demo/demo_muon
 
 test: $(STAMP)

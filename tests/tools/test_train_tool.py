@@ -80,6 +80,7 @@ def test_train_then_resume_prints_checkpoint_and_log(tmp_path, capsys):
     assert train_tool.main([ADAMW, "--work-dir", str(work_dir),
                             *_options(iters=4, checkpoint_interval=2)]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("visdet-mmext: ") and " optimizers available" in out.splitlines()[0]
     assert f"checkpoint: {work_dir / 'iter_4.pth'}" in out
     log = next(line.split("log:", 1)[1].strip() for line in out.splitlines() if "log:" in line)
     assert os.path.isfile(log) and "last validation: accuracy:" in out

@@ -63,6 +63,16 @@ class Report:
     def usable_names(self) -> list[str]:
         return sorted(name for name, info in self.names.items() if info.usable)
 
+    def summary(self) -> str:
+        """One line: how many catalog names are available here, and why the others are not."""
+        counts: dict[str, int] = {}
+        for name in CATALOG:
+            status = self.names[name].status if name in self.names else IMPORT_ERROR
+            counts[status] = counts.get(status, 0) + 1
+        parts = [f"{counts.pop(AVAILABLE, 0)} optimizers available"]
+        parts += [f"{n} {status}" for status, n in sorted(counts.items())]
+        return ", ".join(parts) + " (visdet-mmext list shows each)"
+
 
 _lock = threading.Lock()
 _report: Report | None = None

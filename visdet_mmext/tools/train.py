@@ -283,6 +283,8 @@ def main(argv=None, prog: str | None = None) -> int:
     from visdet_mmext.errors import OptimizerConfigError, VisdetError
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
+    if os.environ.get("RANK", "0") == "0":
+        print(f"visdet-mmext: {visdet_mmext.REPORT.summary()}", flush=True)
     if args.amp and not _has_accelerator():
         print("--amp needs a GPU (mmengine's AmpOptimWrapper asserts one); this torch sees none. "
               "Train without --amp on CPU.", file=sys.stderr)
