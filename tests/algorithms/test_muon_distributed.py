@@ -12,11 +12,11 @@ import sys
 import pytest
 import torch
 
-from demo_utils import ROOT, TRAIN, assert_same_tensors, cli_options, state_of, subprocess_env
+from demo_utils import CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of, subprocess_env
 from visdet_mmext.algorithms.muon import Muon
 from visdet_mmext.algorithms.muon.distributed import assign, ns_flops
 
-DEMO = os.path.join(ROOT, "configs", "demo", "demo_transformer_muon.py")
+DEMO = os.path.join(CONFIGS, "demo", "demo_transformer_muon.py")
 
 
 def test_shares_balance_flops_and_depend_only_on_the_shapes():

@@ -2,7 +2,7 @@
 
     python tests/jobs/deepspeed_step_time.py [--epochs 1] [--repeats 3] [--skip 5] [--json out.json]
 
-Each setting trains ``configs/deepspeed/zero2_offload_adamw.py`` (DemoConvNet on DemoShapes,
+Each setting trains the packaged ``deepspeed/zero2_offload_adamw.py`` (DemoConvNet on DemoShapes,
 batch 32, AdamW lr 1e-3) in its own process through the FlexibleRunner and reports the median
 wall time and the median CPU time (all threads of the process) of a train iteration (data,
 forward, backward, optimizer step; the first ``--skip`` iterations dropped). Settings run

@@ -14,7 +14,7 @@ train_tool.build_runner = lambda cfg: RUNNERS.append(_build(cfg)) or RUNNERS[-1]
 
 
 def derived_config(config: str, out_dir: str, rank: int, lines: str = "") -> str:
-    """A config file inheriting ``config`` (under configs/) plus the traffic hook and ``lines``."""
+    """A config file inheriting ``config`` (a packaged config) plus the traffic hook and ``lines``."""
     path = os.path.join(out_dir, f"r{rank}_{uuid.uuid4().hex[:6]}_{os.path.basename(config)}")
     with open(path, "w") as f:  # one file per rank: no rank reads another's half-written file
         f.write(f"_base_ = [{os.path.join(CONFIGS, config)!r}]\n"
