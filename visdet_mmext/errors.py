@@ -24,6 +24,10 @@ class DeepSpeedConfigError(OptimizerConfigError):
     """The DeepSpeed part of the strategy config cannot work as written."""
 
 
+class HookConfigError(VisdetError, ValueError):
+    """A hook in the config (``custom_hooks``, ``default_hooks``) cannot be built as written."""
+
+
 class CheckpointError(VisdetError):
     """A checkpoint cannot be used."""
 

@@ -151,7 +151,16 @@ WRAPPER = [
     ("adamw", W("lossscale='dynamic'"), "has no setting 'lossscale'"),
     ("adamw", W("type='AmpOptimWrapper'"), "needs a GPU"),
 ]
-CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER
+HOOKS = [
+    ("adamw", "custom_hooks = [dict(type='ScheduleFreHook')]", "Did you mean ScheduleFreeHook"),
+    ("adamw", "default_hooks = dict(logger=dict(type='LogerHook'))", "Did you mean LoggerHook"),
+    ("adamw", "custom_hooks = [dict(bn_batches=3)]", "has no 'type'"),
+    ("adamw", "custom_hooks = [dict(type='ScheduleFreeHook', bn_batches=-1)]", "integer >= 0"),
+    ("adamw", "custom_hooks = [dict(type='CpuThreadsHook', threads=0)]", "positive int or 'auto'"),
+    # what --cfg-options custom_hooks=[dict(type='ScheduleFreeHook')] reads: a list of one string
+    ("adamw", "custom_hooks = [\"dict(type='ScheduleFreeHook')\"]", "must be a dict"),
+]
+CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER + HOOKS
 
 
 def _config(tmp_path, base: str, lines: str) -> str:
@@ -179,6 +188,18 @@ def test_bad_config_stops_before_training(tmp_path, capsys, base, lines, expecte
     assert "Traceback" not in output
     assert "Iter(train)" not in output
     assert expected in output, output[-3000:]
+
+
+@pytest.mark.parametrize("option", ["custom_hooks=[dict(type='ScheduleFreeHook',bn_batches=9)]",
+                                    "train_cfg.max_iters", "a=[1,2"])
+def test_unreadable_cfg_options_are_a_usage_error(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stopped:
+        train_tool.main([ADAMW, "--work-dir", str(tmp_path), "--cfg-options", option])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"--cfg-options could not read {option!r}" in err
+    assert "in a config file that starts with _base_" in err
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 
 import visdet_mmext  # noqa: F401  (registers every optimizer and the constructors)
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 
 from visdet_mmext.configs import find_config
+from visdet_mmext.tools.cfg_options import CfgOptions
 
 
 def parse_args(argv=None, prog=None):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("config", help="config file, or a packaged config's name")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptions, default={})
     return parser.parse_args(argv)
 
 

@@ -25,7 +25,7 @@ LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
 
 def parse_args(argv=None, prog: str | None = None):
-    from mmengine.config import DictAction
+    from .cfg_options import CfgOptions
 
     parser = argparse.ArgumentParser(prog=prog, description="Train a model with an mmengine config")
     parser.add_argument("config", help="config file, or a packaged config's name (e.g. demo_muon)")
@@ -46,7 +46,7 @@ def parse_args(argv=None, prog: str | None = None):
                         help="pin_memory=False in every dataloader")
     parser.add_argument("--no-persistent-workers", action="store_true",
                         help="persistent_workers=False in every dataloader")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptions,
                         help="override config settings, e.g. optim_wrapper.optimizer.lr=0.01 "
                              "train_cfg.max_iters=100 (lists: key=\"[a,b]\")")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="none", help="job launcher")
@@ -281,6 +281,7 @@ def main(argv=None, prog: str | None = None) -> int:
     import visdet_mmext.demo  # noqa: F401  (the embedded demo dataset, models and metric)
     from visdet_mmext.configs import find_config
     from visdet_mmext.errors import OptimizerConfigError, VisdetError
+    from visdet_mmext.hooks.config_check import check_hooks
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
     if os.environ.get("RANK", "0") == "0":
@@ -297,6 +298,7 @@ def main(argv=None, prog: str | None = None) -> int:
                                        "e.g. optim_wrapper = dict(optimizer=dict(type='AdamW', "
                                        "lr=1e-3)).")
         check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
+        check_hooks(cfg)
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg)
         runner.train()

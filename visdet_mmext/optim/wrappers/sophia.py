@@ -14,6 +14,10 @@ to step. On the steps whose update refreshes the estimate:
 
 Random draws are seeded by ``seed`` and the step number, so a resumed run draws what the
 uninterrupted one drew.
+
+In a distributed run, SophiaG's sampled gradients are averaged over the ranks (the estimate of the
+global batch, the same on every rank, as DDP's gradients are). SophiaH's product goes through the
+backward's graph, which DDP's gradient all-reduce does not keep: it is refused there.
 """
 from __future__ import annotations
 
@@ -22,14 +26,31 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import get_world_size
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
+from ...errors import OptimizerConfigError
+
 #: torch warns that create_graph=True makes a parameter -> grad -> parameter cycle; zero_grad
 #: (set_to_none) right after the step breaks it.
 _CREATE_GRAPH_WARNING = r"Using backward\(\) with create_graph=True"
+
+
+def _average_over_ranks(grads, params) -> list[torch.Tensor | None]:
+    """The ranks' mean of each gradient (one all-reduce; None where no rank has one).
+
+    ``torch.autograd.grad`` does not pass through DDP's reducer, so this is the only reduction.
+    """
+    present = torch.tensor([g is not None for g in grads], dtype=torch.float32,
+                           device=params[0].device)
+    flat = torch.cat([present] + [(g if g is not None else torch.zeros_like(p)).float().reshape(-1)
+                                  for g, p in zip(grads, params)])
+    all_reduce(flat, op="mean")
+    present, values = flat[:len(params)], flat[len(params):].split([p.numel() for p in params])
+    return [None if present[i] == 0 else v.view_as(p).to(p.dtype)
+            for i, (v, p) in enumerate(zip(values, params))]
 
 
 def _draw_seed(seed: int, step: int) -> int:
@@ -47,10 +68,12 @@ class SophiaOptimWrapper(OptimWrapper):
     def __init__(self, optimizer, accumulative_counts: int = 1, clip_grad=None,
                  logits_module: str | None = None, seed: int = 0):
         super().__init__(optimizer, accumulative_counts=accumulative_counts, clip_grad=clip_grad)
-        if get_world_size() > 1:
-            raise ValueError(f"{type(optimizer).__name__}'s Hessian refresh runs in a single "
-                             "process: train without a distributed launcher, or use AdamW/Lion.")
         self.gauss_newton = hasattr(optimizer, "update_hessian")  # SophiaG; else Hutchinson
+        if not self.gauss_newton and get_world_size() > 1:
+            raise OptimizerConfigError(
+                f"{type(optimizer).__name__}'s Hessian-vector products need the backward's graph, "
+                "which DDP's gradient all-reduce does not keep: train it without a distributed "
+                "launcher, or use SophiaG (its estimate is averaged over the ranks).")
         self.logits_module = logits_module
         self.seed = seed
         self._logits: list[torch.Tensor] = []
@@ -110,8 +133,11 @@ class SophiaOptimWrapper(OptimWrapper):
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         trained = [p for p in params if p.requires_grad]
         grads = torch.autograd.grad(sampled_loss, trained, retain_graph=True, allow_unused=True)
+        samples = labels.numel()
+        if get_world_size() > 1:
+            grads, samples = _average_over_ranks(grads, trained), samples * get_world_size()
         by_param = dict(zip(map(id, trained), grads))
-        self.optimizer.update_hessian([by_param.get(id(p)) for p in params], labels.numel())
+        self.optimizer.update_hessian([by_param.get(id(p)) for p in params], samples)
 
     def step(self, **kwargs) -> None:
         if self.gauss_newton or not self.refresh_due():
