@@ -24,8 +24,13 @@ class DeepSpeedConfigError(OptimizerConfigError):
     """The DeepSpeed part of the strategy config cannot work as written."""
 
 
-class HookConfigError(VisdetError, ValueError):
-    """A hook in the config (``custom_hooks``, ``default_hooks``) cannot be built as written."""
+class RunnerConfigError(VisdetError, ValueError):
+    """A part of the config the Runner builds besides the optim wrapper (model, schedulers, hooks,
+    datasets, ``train_cfg``, ``work_dir``, ``load_from``) cannot work as written."""
+
+
+class ConfigFileError(VisdetError, ValueError):
+    """A config file cannot be read (syntax, or a merge with its base that mmengine refuses)."""
 
 
 class CheckpointError(VisdetError):

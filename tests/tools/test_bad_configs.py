@@ -160,7 +160,23 @@ HOOKS = [
     # what --cfg-options custom_hooks=[dict(type='ScheduleFreeHook')] reads: a list of one string
     ("adamw", "custom_hooks = [\"dict(type='ScheduleFreeHook')\"]", "must be a dict"),
 ]
-CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER + HOOKS
+RUNNER = [
+    ("adamw", "model = dict(type='DemoConvNett')", "Did you mean DemoConvNet"),
+    ("adamw", "param_scheduler = [dict(type='CosineAnnealingLRR', T_max=9, by_epoch=False)]",
+     "Did you mean CosineAnnealingLR"),
+    ("adamw", "param_scheduler = [dict(by_epoch=False, T_max=9)]", "has no 'type'"),
+    ("adamw", "param_scheduler = [dict(type='LinearLR', start_factor=0, by_epoch=False, end=5)]",
+     "start_factor=0 must be > 0"),
+    ("adamw", "train_dataloader = dict(dataset=dict(type='DemoShape'))", "Did you mean DemoShapes"),
+    ("adamw", "train_cfg = dict(_delete_=True, type='IterBasedTrainLop', max_iters=3)",
+     "Did you mean IterBasedTrainLoop"),
+    ("adamw", "load_from = '/nonexistent/iter_5.pth'", "load_from='/nonexistent/iter_5.pth': no such file"),
+    ("adamw", "x = (", "line 2: '(' was never closed"),
+    ("adamw", "param_scheduler = dict(type='MultiStepLR', milestones=[5], by_epoch=False)",
+     "_delete_=True"),
+    ("adamw", "lr = base_lr * 2", "NameError: name 'base_lr' is not defined"),
+]
+CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER + HOOKS + RUNNER
 
 
 def _config(tmp_path, base: str, lines: str) -> str:
@@ -200,6 +216,21 @@ def test_unreadable_cfg_options_are_a_usage_error(tmp_path, capsys, option):
     assert "Traceback" not in err
     assert f"--cfg-options could not read {option!r}" in err
     assert "in a config file that starts with _base_" in err
+
+
+@pytest.mark.parametrize("option, expected", [
+    ("train_cfg.max_iters=-1", "train_cfg.max_iters=-1 must be a positive integer"),
+    ("train_cfg.val_interval=0", "train_cfg.val_interval=0 must be a positive integer"),
+    ("work_dir=/proc/visdet_mmext_cannot_be_here", "cannot be created"),
+])
+def test_run_settings_that_would_train_nothing_or_fail_later(tmp_path, capsys, option, expected):
+    code = train_tool.main([ADAMW, "--cfg-options", *cli_options(iters=2),
+                            f"work_dir={tmp_path / 'work'}", option])
+    output = "".join(capsys.readouterr())
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output
+    assert "Iter(train)" not in output
+    assert expected in output, output[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.utils import apply_to
 from torch.utils.data import DataLoader
 
-from ..errors import HookConfigError
+from ..errors import RunnerConfigError
 from .batch_norm import recompute_batch_norm
 
 
@@ -64,7 +64,7 @@ class ScheduleFreeHook(Hook):
 
     def __init__(self, bn_batches: int = 50):
         if isinstance(bn_batches, bool) or not isinstance(bn_batches, int) or bn_batches < 0:
-            raise HookConfigError(f"ScheduleFreeHook: bn_batches={bn_batches!r} must be an integer >= 0")
+            raise RunnerConfigError(f"ScheduleFreeHook: bn_batches={bn_batches!r} must be an integer >= 0")
         self.bn_batches = bn_batches
         self._norms_fit_average = False
 

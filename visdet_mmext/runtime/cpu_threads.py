@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ..errors import HookConfigError
+from ..errors import RunnerConfigError
 
 #: How long the other processes' CPU use is sampled.
 SAMPLE_SECONDS = 0.2
@@ -85,7 +85,7 @@ class CpuThreadsHook(Hook):
     def __init__(self, threads: int | str = "auto"):
         if threads != "auto" and not (isinstance(threads, int) and not isinstance(threads, bool)
                                       and threads >= 1):
-            raise HookConfigError(f"CpuThreadsHook(threads={threads!r}): use a positive int or 'auto'")
+            raise RunnerConfigError(f"CpuThreadsHook(threads={threads!r}): use a positive int or 'auto'")
         self.threads = threads
         self._before: int | None = None
 

@@ -471,7 +471,7 @@ def main(argv=None, prog=None) -> int:
 
     import visdet_mmext
     import visdet_mmext.demo  # noqa: F401
-    from visdet_mmext.hooks.config_check import check_hooks
+    from visdet_mmext.tools.run_checks import check_types, check_values
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
     configs = known_configs()
@@ -492,7 +492,8 @@ def main(argv=None, prog=None) -> int:
         try:
             label, cfg = resolve_item(item, configs)
             check_optim_wrapper_cfg(cfg.optim_wrapper)
-            check_hooks(cfg)
+            check_types(cfg)
+            check_values(cfg)
         except Exception as error:  # unknown or unavailable optimizer: report, keep going
             results.append(dict(label=item, ok=False, error=str(error).splitlines()[0][:200]))
             continue

@@ -261,7 +261,7 @@ def load_config(path: str):
     """``Config.fromfile``, with ``custom_imports`` found in the current directory too (as under
     ``python -m``; a console script's own folder is all Python puts on the path)."""
     from mmengine.config import Config
-    from visdet_mmext.errors import ConfigImportError
+    from visdet_mmext.errors import ConfigFileError, ConfigImportError
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -272,6 +272,14 @@ def load_config(path: str):
             f"custom_imports: {type(error).__name__}: {error}. Modules are imported from the "
             "current directory and PYTHONPATH: run from the folder that holds the module (or "
             "its package), or add that folder to PYTHONPATH.") from error
+    except SyntaxError as error:
+        where = error.filename if error.filename not in (None, "<unknown>") else path
+        raise ConfigFileError(f"{where}, line {error.lineno}: {error.msg}: "
+                              f"{(error.text or '').strip()!r}") from error
+    except (TypeError, KeyError, NameError, AttributeError) as error:
+        # mmengine's merge of a child with its _base_ (e.g. a dict over a list: its message
+        # says to add _delete_=True), or a name the file uses before defining it
+        raise ConfigFileError(f"{path}: {type(error).__name__}: {error}") from error
 
 
 def main(argv=None, prog: str | None = None) -> int:
@@ -281,7 +289,7 @@ def main(argv=None, prog: str | None = None) -> int:
     import visdet_mmext.demo  # noqa: F401  (the embedded demo dataset, models and metric)
     from visdet_mmext.configs import find_config
     from visdet_mmext.errors import OptimizerConfigError, VisdetError
-    from visdet_mmext.hooks.config_check import check_hooks
+    from visdet_mmext.tools.run_checks import check_run_cfg
     from visdet_mmext.optim import check_optim_wrapper_cfg
 
     if os.environ.get("RANK", "0") == "0":
@@ -298,7 +306,7 @@ def main(argv=None, prog: str | None = None) -> int:
                                        "e.g. optim_wrapper = dict(optimizer=dict(type='AdamW', "
                                        "lr=1e-3)).")
         check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
-        check_hooks(cfg)
+        check_run_cfg(cfg)
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg)
         runner.train()
