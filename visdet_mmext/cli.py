@@ -155,12 +155,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv=None, prog: str = "visdet-mmext") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in TOOLS:  # the tool parses its own flags (the same as tools/train.py)
-        module = importlib.import_module(TOOLS[argv[0]][0])
-        return module.main(argv[1:], prog=f"{prog} {argv[0]}")
-    args = _parser(prog).parse_args(argv)
     from .errors import VisdetError
     try:
+        if argv and argv[0] in TOOLS:  # the tool parses its own flags (as tools/train.py does)
+            module = importlib.import_module(TOOLS[argv[0]][0])
+            return module.main(argv[1:], prog=f"{prog} {argv[0]}")
+        args = _parser(prog).parse_args(argv)
         return args.run(args)
     except VisdetError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)

@@ -1,8 +1,12 @@
-"""visdet-mmext groups prints a config's Muon routing without training."""
+"""visdet-mmext groups prints a config's Muon routing without training; a bad config stops
+with exit code 2 and the fix, as in `train`."""
 import subprocess
 import sys
 
+import pytest
+
 from demo_utils import CONFIGS
+from visdet_mmext import cli
 from subprocess_utils import REPO
 
 CONFIG = """
@@ -24,3 +28,18 @@ def test_prints_routing_and_groups(tmp_path):
     assert "exclude 'layers.1.*'" in out
     assert "head.weight" in out and "output head / final predictor" in out
     assert "group   1: Muon" in out or "group   0: Muon" in out
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("x = (", "ConfigFileError: "),
+    ("model = dict(type='DemoConvNett')", "Did you mean DemoConvNet"),
+    ("optim_wrapper = dict(optimizer=dict(type='AdamWW'))", "Closest available names: AdamW"),
+])
+def test_bad_config_exits_2_with_the_fix(tmp_path, capsys, body, expected):
+    config = tmp_path / "bad.py"
+    config.write_text(f"_base_ = [{CONFIGS + '/optimizers/adamw.py'!r}]\n{body}\n")
+    code = cli.main(["groups", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert expected in err, err

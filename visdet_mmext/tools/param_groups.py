@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 
 import visdet_mmext  # noqa: F401  (registers every optimizer and the constructors)
-from mmengine.config import Config
 from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 
 from visdet_mmext.configs import find_config
+from visdet_mmext.errors import OptimizerConfigError
+from visdet_mmext.optim import check_optim_wrapper_cfg
 from visdet_mmext.tools.cfg_options import CfgOptions
+from visdet_mmext.tools.run_checks import check_types
+from visdet_mmext.tools.train import load_config
 
 
 def parse_args(argv=None, prog=None):
@@ -49,8 +52,12 @@ def build(model, optim_cfg: dict):
 
 def main(argv=None, prog=None) -> int:
     args = parse_args(argv, prog)
-    cfg = Config.fromfile(find_config(args.config))
+    cfg = load_config(find_config(args.config))
     cfg.merge_from_dict(args.cfg_options)
+    if cfg.get("optim_wrapper") is None:
+        raise OptimizerConfigError(f"{args.config} has no optim_wrapper: nothing to group.")
+    check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
+    check_types(cfg)
     init_default_scope(cfg.get("default_scope", "mmengine"))
     model = MODELS.build(cfg.model)
     constructor, wrapper = build(model, cfg.optim_wrapper.to_dict())
