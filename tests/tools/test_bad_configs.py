@@ -222,6 +222,9 @@ def test_unreadable_cfg_options_are_a_usage_error(tmp_path, capsys, option):
     ("train_cfg.max_iters=-1", "train_cfg.max_iters=-1 must be a positive integer"),
     ("train_cfg.val_interval=0", "train_cfg.val_interval=0 must be a positive integer"),
     ("work_dir=/proc/visdet_mmext_cannot_be_here", "cannot be created"),
+    ("train_dataloader.batch_size=0", "train_dataloader.batch_size=0 must be a positive integer"),
+    ("auto_scale_lr.base_batch_size=0", "auto_scale_lr.base_batch_size=0 must be a positive"),
+    ("randomness.seed=abc", "randomness.seed='abc' must be an integer"),
 ])
 def test_run_settings_that_would_train_nothing_or_fail_later(tmp_path, capsys, option, expected):
     code = train_tool.main([ADAMW, "--cfg-options", *cli_options(iters=2),

@@ -95,6 +95,17 @@ def check_values(cfg) -> None:
         for key in ("max_iters", "max_epochs", "val_interval"):
             if key in train_cfg:
                 _check_positive_int(f"train_cfg.{key}", train_cfg[key])
+    for split in ("train", "val", "test"):
+        loader = cfg.get(f"{split}_dataloader")
+        if isinstance(loader, dict) and "batch_size" in loader:
+            _check_positive_int(f"{split}_dataloader.batch_size", loader["batch_size"])
+    scale = cfg.get("auto_scale_lr")
+    if isinstance(scale, dict) and "base_batch_size" in scale:  # mmengine divides by it
+        _check_positive_int("auto_scale_lr.base_batch_size", scale["base_batch_size"])
+    seed = (cfg.get("randomness") or {}).get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RunnerConfigError(f"randomness.seed={seed!r} must be an integer (or None: a "
+                                "random seed, logged).")
     for where, spec in _schedulers(cfg.get("param_scheduler")):
         if isinstance(spec, dict) and spec.get("type") in LINEAR_SCHEDULERS:
             factor = spec.get("start_factor", 1 / 3)
