@@ -1,5 +1,7 @@
 """torchrun job: two ranks hold different Muon matrices (as under sharded parameters); each
 prints the error distributed Muon raises."""
+import sys
+
 import torch
 
 from visdet_mmext.algorithms.muon import Muon
@@ -11,5 +13,8 @@ p.grad = torch.ones_like(p)
 try:
     Muon([p]).step()
 except RuntimeError as error:
-    print(f"refused: {error}", flush=True)
+    # one write of the whole line: the ranks share stdout, and print's separate write of the
+    # newline lets the other rank's line land in between
+    sys.stdout.write(f"refused: {error}\n")
+    sys.stdout.flush()
 torch.distributed.destroy_process_group()

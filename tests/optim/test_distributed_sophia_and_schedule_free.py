@@ -12,6 +12,7 @@ weights, and the statistics recomputed for them from the same training batches o
 are identical on every rank, so every rank validates, and the checkpoint holds, one model.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -76,12 +77,16 @@ def test_sophia_h_is_refused_before_training(tmp_path):
                        str(tmp_path / "work"), "--cfg-options", *cli_options(iters=3),
                        log_dir=tmp_path / "logs")
     assert result.returncode != 0
-    assert result.stderr.count("exitcode  : 2") == 2  # torchrun's report: both ranks exited 2
-    for rank in range(2):
-        (folder,) = (tmp_path / "logs").glob(f"*/attempt_0/{rank}")
-        output = (folder / "stdout.log").read_text() + (folder / "stderr.log").read_text()
+    # torchrun's report: the first rank to stop exited 2; it then stops the other one, which may
+    # have exited 2 as well or be ended by SIGTERM (-15) first
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", result.stderr)
+    assert "2" in codes and set(codes) <= {"2", "-15"}, result.stderr[-3000:]
+    outputs = [(folder / "stdout.log").read_text() + (folder / "stderr.log").read_text()
+               for folder in (tmp_path / "logs").glob("*/attempt_0/[01]")]
+    assert len(outputs) == 2
+    assert any("use SophiaG (its estimate is averaged over the ranks)" in o for o in outputs)
+    for output in outputs:
         assert "Traceback" not in output
-        assert "use SophiaG (its estimate is averaged over the ranks)" in output
         assert "Iter(train)" not in output
 
 
