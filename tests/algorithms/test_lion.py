@@ -138,12 +138,16 @@ def test_lr_schedule_and_new_shapes_do_not_recompile(monkeypatch):
     assert sum(counters["stats"].values()) == compiled_before
 
 
-@pytest.mark.slow
 @needs_compile
-def test_grouped_strategy_matches(monkeypatch):
-    """The CUDA strategy (one compiled call per step) exercised on CPU."""
-    monkeypatch.setenv("VISDET_MMEXT_COMPILE", "grouped")
-    init, grads = make_problem(seed=5, steps=4)
+@pytest.mark.parametrize("strategy, seed", [
+    # the CUDA strategy (one compiled call per step), exercised on CPU
+    pytest.param("grouped", 5, marks=pytest.mark.slow),
+    # the torch.compile path Lion falls back to without a C compiler
+    ("chunked", 9),
+])
+def test_compiled_strategy_matches(monkeypatch, strategy, seed):
+    monkeypatch.setenv("VISDET_MMEXT_COMPILE", strategy)
+    init, grads = make_problem(seed=seed, steps=4)
     expected, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, **PATHS["single"]),
                       init, grads)
     actual, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, fast=True), init, grads)
@@ -182,7 +186,6 @@ def test_path_choice(monkeypatch):
     monkeypatch.setenv("VISDET_MMEXT_COMPILE", "off")
     assert choose(None, None, cpu) == ("foreach", "foreach")
     assert choose(True, None, cpu) == ("foreach", "foreach")  # logged, not an error
-
 
 
 def test_cpu_kernel_equals_the_single_tensor_path_bit_for_bit():
@@ -225,12 +228,3 @@ def test_without_a_c_compiler_the_compiled_path_takes_over(monkeypatch, caplog):
     assert "no-such-compiler" in caplog.text
 
 
-@needs_compile
-def test_compiled_chunked_path_matches(monkeypatch):
-    """The torch.compile path Lion falls back to without a C compiler."""
-    monkeypatch.setenv("VISDET_MMEXT_COMPILE", "chunked")
-    init, grads = make_problem(seed=9, steps=4)
-    expected, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, **PATHS["single"]),
-                      init, grads)
-    actual, _ = run(lambda ps: Lion(ps, lr=1e-3, weight_decay=0.1, fast=True), init, grads)
-    assert_rel_close(actual, expected, 1e-6)

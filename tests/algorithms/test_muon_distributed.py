@@ -6,13 +6,12 @@ MMDistributedDataParallel), the package constructor's routing, a recording hook
 process by a Muon with distributed=False.
 """
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from demo_utils import CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of, subprocess_env
+from demo_utils import (CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of,
+                        torchrun)
 from visdet_mmext.algorithms.muon import Muon
 from visdet_mmext.algorithms.muon.distributed import assign, ns_flops
 
@@ -34,11 +33,7 @@ def test_shares_balance_flops_and_depend_only_on_the_shapes():
 
 
 def _torchrun(nproc: int, *argv: str) -> None:
-    # --standalone: torchrun picks a free port itself (no race with other tests for one)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(nproc), TRAIN, *argv, "--launcher", "pytorch"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                            env=subprocess_env(), timeout=600)
+    result = torchrun(nproc, TRAIN, *argv, "--launcher", "pytorch")
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
 
 
@@ -105,10 +100,7 @@ def test_runner_ddp_muon_equals_one_process_on_the_same_gradients(tmp_path, npro
 
 @pytest.mark.slow
 def test_ranks_with_different_matrices_are_refused():
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         os.path.join(ROOT, "tests", "jobs", "muon_mismatched_ranks.py")],
-        capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=600)
+    result = torchrun(2, os.path.join(ROOT, "tests", "jobs", "muon_mismatched_ranks.py"))
     assert result.returncode == 0, result.stderr[-3000:]
     refused = [line for line in result.stdout.splitlines() if line.startswith("refused:")]
     assert len(refused) == 2

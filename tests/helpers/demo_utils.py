@@ -68,6 +68,20 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
+def torchrun(nproc: int, *argv: str, log_dir=None, timeout: int = 600):
+    """``python -m torch.distributed.run`` on ``nproc`` processes from the repository root, with
+    the tests' environment. ``--standalone``: torchrun picks a free port itself (no race with
+    other processes for one); ``log_dir``: each rank's output in its own files."""
+    import subprocess
+    import sys
+
+    logs = ["--log-dir", str(log_dir), "--redirects", "3"] if log_dir else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(nproc), *logs, *argv]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=subprocess_env(),
+                          timeout=timeout)
+
+
 def state_of(checkpoint_path: str) -> dict:
     from visdet_mmext.checkpoint import safe_torch_load
     return safe_torch_load(checkpoint_path, map_location="cpu")

@@ -13,13 +13,11 @@ are identical on every rank, so every rank validates, and the checkpoint holds, 
 """
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from demo_utils import CONFIGS, ROOT, TRAIN, cli_options, subprocess_env
+from demo_utils import CONFIGS, TRAIN, cli_options, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +25,8 @@ BETA2 = 0.99  # configs/optimizers/sophia_g.py
 BATCH = 32
 
 
-def _torchrun(*argv: str, log_dir=None) -> subprocess.CompletedProcess:
-    logs = ["--log-dir", str(log_dir), "--redirects", "3"] if log_dir else []  # per-rank files
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               "2", *logs, TRAIN, *argv, "--launcher", "pytorch"]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                          env=subprocess_env(), timeout=600)
+def _torchrun(*argv: str, log_dir=None):
+    return torchrun(2, TRAIN, *argv, "--launcher", "pytorch", log_dir=log_dir)
 
 
 def _train_recorded(tmp_path, base: str, job: str, hook: str, iters: int, extra: str = ""):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from demo_utils import (CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of,
-                        subprocess_env)
+                        subprocess_env, torchrun)
 from visdet_mmext.tools import train as train_tool
 
 ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
@@ -162,14 +162,9 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
 def test_torchrun_ddp_on_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU (gloo) path")
-    # --standalone: torchrun picks a free port itself (no race with other processes for one)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               "2", "-m", "visdet_mmext", "train", ADAMW,
-               "--launcher", "pytorch",
-               "--work-dir", str(tmp_path), "--cfg-options", *cli_options(iters=4),
-               "log_level=INFO"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                            env=subprocess_env(), timeout=600)
+    result = torchrun(2, "-m", "visdet_mmext", "train", ADAMW, "--launcher", "pytorch",
+                      "--work-dir", str(tmp_path), "--cfg-options", *cli_options(iters=4),
+                      "log_level=INFO")
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
     assert result.stdout.count("Training finished") == 1  # rank 0 reports
     assert "Setting accelerator to CPU" not in result.stdout + result.stderr  # explained noise

@@ -53,7 +53,7 @@ def closest_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]
     return list(dict.fromkeys(same_letters + similar))[:n]
 
 
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = closest_names(name, candidates, n=3)
     return f" Did you mean {', '.join(close)}?" if close else ""
 
@@ -207,7 +207,7 @@ def check_optimizer_cfg(optimizer_cfg) -> object:
         if key == "type":
             continue
         if parameters is not None and key not in parameters:
-            raise OptimizerConfigError(f"{name} has no setting {key!r}.{_did_you_mean(key, parameters)} "
+            raise OptimizerConfigError(f"{name} has no setting {key!r}.{did_you_mean(key, parameters)} "
                                        f"It accepts: {', '.join(sorted(parameters))}.")
         check_value(name, key, value, (parameters or {}).get(key))
     return optimizer_cls
@@ -244,7 +244,7 @@ def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,
                 f"constructor='VisdetOptimWrapperConstructor' to optim_wrapper (without it the "
                 "setting would be ignored).")
         if key not in known:
-            raise OptimizerConfigError(f"paramwise_cfg has no key {key!r}.{_did_you_mean(key, known)} "
+            raise OptimizerConfigError(f"paramwise_cfg has no key {key!r}.{did_you_mean(key, known)} "
                                        f"Known keys: {', '.join(known)}.")
         if key.endswith("_mult"):
             _number(f"paramwise_cfg.{key}", value, low=0.0)
@@ -270,7 +270,7 @@ def _check_custom_keys(custom_keys, optimizer_cls, name: str) -> None:
         for key, value in entry.items():
             if parameters is not None and key not in accepted:
                 raise OptimizerConfigError(
-                    f"{where} has no key {key!r}.{_did_you_mean(key, accepted)} An entry takes "
+                    f"{where} has no key {key!r}.{did_you_mean(key, accepted)} An entry takes "
                     f"lr_mult, decay_mult, use_muon or a setting of {name}.")
             if key == "use_muon":
                 if not isinstance(value, bool):
@@ -313,7 +313,7 @@ def _registered(registry, kind: str, name, scope: str | None):
     found = _lookup(registry, name, scope)
     if found is None:
         raise OptimizerConfigError(
-            f"optim_wrapper {kind}={name!r} is not registered.{_did_you_mean(name, registry.module_dict)}"
+            f"optim_wrapper {kind}={name!r} is not registered.{did_you_mean(name, registry.module_dict)}"
             f" Registered: {', '.join(sorted(registry.module_dict))}.")
     return found
 
@@ -344,7 +344,7 @@ def check_wrapper_settings(wrapper_cfg: Mapping, scope: str | None = None) -> No
             continue
         raise OptimizerConfigError(
             f"optim_wrapper has no setting {key!r} ({getattr(wrapper_cls, '__name__', wrapper_cls)})."
-            f"{_did_you_mean(key, set(accepted) | set(BUILD_KEYS))} It accepts: "
+            f"{did_you_mean(key, set(accepted) | set(BUILD_KEYS))} It accepts: "
             f"{', '.join(sorted(set(accepted) | set(BUILD_KEYS)))}.")
     if "accumulative_counts" in wrapper_cfg:
         _number("optim_wrapper.accumulative_counts", wrapper_cfg["accumulative_counts"], low=1,
@@ -376,7 +376,7 @@ def _check_clip_grad(clip) -> None:
         if key not in CLIP_GRAD_KEYS[kind]:
             raise OptimizerConfigError(
                 f"optim_wrapper.clip_grad has no key {key!r} for type {kind!r}."
-                f"{_did_you_mean(key, CLIP_GRAD_KEYS[kind])} It takes: {', '.join(CLIP_GRAD_KEYS[kind])}.")
+                f"{did_you_mean(key, CLIP_GRAD_KEYS[kind])} It takes: {', '.join(CLIP_GRAD_KEYS[kind])}.")
     needed = "max_norm" if kind == "norm" else "clip_value"
     if needed not in clip:
         raise OptimizerConfigError(f"optim_wrapper.clip_grad needs {needed} for type {kind!r}.")

@@ -14,7 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import DATASETS, HOOKS, LOOPS, MODELS, PARAM_SCHEDULERS
 
 from ..errors import RunnerConfigError
-from ..optim.validation import closest_names
+from ..optim.validation import did_you_mean
 
 #: Schedulers whose ``start_factor`` divides their later values (mmengine allows 0 in it).
 LINEAR_SCHEDULERS = ("LinearLR", "LinearMomentum", "LinearParamScheduler")
@@ -43,8 +43,7 @@ def _check_type(where: str, spec, registry, scope: str | None) -> None:
     with registry.switch_scope_and_registry(scope) as found_in:
         if found_in.get(kind) is not None:
             return
-        close = closest_names(kind, _names_in_reach(found_in), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(kind, _names_in_reach(found_in))
     raise RunnerConfigError(
         f"{where}: type={kind!r} is not registered in mmengine's {registry.name} registry.{hint} "
         "A class from another package needs that package in custom_imports (or its "

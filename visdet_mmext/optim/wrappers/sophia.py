@@ -48,9 +48,10 @@ def _average_over_ranks(grads, params) -> list[torch.Tensor | None]:
     flat = torch.cat([present] + [(g if g is not None else torch.zeros_like(p)).float().reshape(-1)
                                   for g, p in zip(grads, params)])
     all_reduce(flat, op="mean")
-    present, values = flat[:len(params)], flat[len(params):].split([p.numel() for p in params])
-    return [None if present[i] == 0 else v.view_as(p).to(p.dtype)
-            for i, (v, p) in enumerate(zip(values, params))]
+    present = flat[:len(params)].tolist()  # one device-to-host copy, not one per parameter
+    values = flat[len(params):].split([p.numel() for p in params])
+    return [v.view_as(p).to(p.dtype) if anyone else None
+            for anyone, v, p in zip(present, values, params)]
 
 
 def _draw_seed(seed: int, step: int) -> int:
