@@ -14,7 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import DATASETS, HOOKS, LOOPS, MODELS, PARAM_SCHEDULERS
 
 from ..errors import RunnerConfigError
-from ..optim.validation import did_you_mean
+from ..suggest import did_you_mean
 
 #: Schedulers whose ``start_factor`` divides their later values (mmengine allows 0 in it).
 LINEAR_SCHEDULERS = ("LinearLR", "LinearMomentum", "LinearParamScheduler")
