@@ -129,7 +129,8 @@ def efficientnet():
 
 
 def loss(model, batch) -> torch.Tensor:
-    if isinstance(model, hf.LevitForImageClassificationWithTeacher):
+    """The model's own loss (``model`` may be wrapped, as in DistributedDataParallel)."""
+    if isinstance(getattr(model, "module", model), hf.LevitForImageClassificationWithTeacher):
         out = model(pixel_values=batch["pixel_values"])
         cross_entropy = torch.nn.functional.cross_entropy
         return (cross_entropy(out.cls_logits, batch["labels"])
@@ -156,3 +157,58 @@ def build(name: str, seed: int = 0):
     model = HF_MODELS[name][0]()
     model.train()
     return model
+
+
+#: Per model: the tensors with >= 2 dims that belong on AdamW, read from each model's source (the
+#: stem and its parallel branches, tables, final predictors, depthwise convs, 1 x C scales);
+#: every other trainable tensor with >= 2 dims belongs on Muon.
+ADAMW = {
+    "detr": ("model.query_position_embeddings.weight", "class_labels_classifier.weight",
+             "bbox_predictor.layers.2.weight"),
+    "conditional_detr": ("model.query_position_embeddings.weight", "class_labels_classifier.weight",
+                         "bbox_predictor.layers.2.weight",
+                         # reference points: the box regression adds them, so the loss reads them
+                         "model.decoder.ref_point_head.layers.1.weight"),
+    "rt_detr": ("model.backbone.model.embedder.embedder.0.convolution.weight",
+                "model.denoising_class_embed.weight", "model.enc_score_head.weight",
+                "model.enc_bbox_head.layers.2.weight", "model.decoder.class_embed.*.weight",
+                "model.decoder.bbox_embed.*.layers.2.weight"),
+    "yolos": ("vit.embeddings.cls_token", "vit.embeddings.detection_tokens",
+              "vit.embeddings.position_embeddings", "vit.embeddings.patch_embeddings.projection.weight",
+              "vit.encoder.interpolation.mid_position_embeddings",
+              "class_labels_classifier.layers.2.weight", "bbox_predictor.layers.2.weight"),
+    "mask2former": ("*.patch_embeddings.projection.weight", "*.relative_position_bias_table",
+                    "model.pixel_level_module.decoder.level_embed",
+                    # the mask features: the loss reads their product with the mask embeddings
+                    "model.pixel_level_module.decoder.mask_projection.weight",
+                    "model.transformer_module.queries_embedder.weight",
+                    "model.transformer_module.queries_features.weight",
+                    "model.transformer_module.level_embed.weight",
+                    "model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight",
+                    "class_predictor.weight"),
+    "dinov2": ("dinov2.embeddings.cls_token", "dinov2.embeddings.mask_token",
+               "dinov2.embeddings.position_embeddings",
+               "dinov2.embeddings.patch_embeddings.projection.weight", "classifier.weight"),
+    "swin": ("swin.embeddings.patch_embeddings.projection.weight", "*.relative_position_bias_table",
+             "classifier.weight"),
+    "convnext_v2": ("convnextv2.embeddings.patch_embeddings.weight", "*.dwconv.weight",
+                    "*.grn.weight", "*.grn.bias", "classifier.weight"),
+    "levit": ("levit.patch_embeddings.embedding_layer_1.convolution.weight", "*.attention_biases",
+              "classifier.linear.weight", "classifier_distill.linear.weight"),
+    "efficientnet": ("efficientnet.embeddings.convolution.weight",
+                     "*.depthwise_conv.depthwise_conv.weight", "classifier.weight"),
+}
+#: Tensors the structural rule alone (before the first step) places on the wrong side: layers
+#: read their widths, so widths call these predictors hidden (RT-DETR's boxes are 4 wide, as is
+#: the input of its query-position MLP; Mask2Former's mask features and embeddings are as wide
+#: as its hidden layers).
+STRUCTURE_MISSES = {
+    "rt_detr": ("model.enc_bbox_head.layers.2.weight", "model.decoder.bbox_embed.*.layers.2.weight"),
+    "mask2former": ("model.pixel_level_module.decoder.mask_projection.weight",
+                    "model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight"),
+}
+
+
+def expected_side(model: str, name: str) -> str:
+    import fnmatch
+    return "AdamW" if any(fnmatch.fnmatchcase(name, p) for p in ADAMW[model]) else "Muon"

@@ -97,12 +97,12 @@ class _Walk:
                 if id(current.variable) in self.params:
                     found.add(id(current.variable))
                 continue
-            kids = [kid for kid, _ in current.next_functions]
+            inputs = kids(current)
             # a tensor without gradient is data; a product of parameters is a layer at work
-            if not kids or None in kids or op_name(current) in PRODUCTS:
+            if not inputs or None in inputs or op_name(current) in PRODUCTS:
                 break
             ops.add(op_name(current))
-            todo.extend(kids)
+            todo.extend(inputs)
         else:
             result = (frozenset(found), frozenset(ops))
         self.leaves[node] = result
@@ -112,8 +112,7 @@ class _Walk:
         """Note what ``node`` does with parameters (``again``: only what an open path adds);
         return the kids to walk and whether their paths are still open (no product yet)."""
         op = op_name(node)
-        operands = [(kid, None if kid is None else self.param_only(kid))
-                    for kid, _ in node.next_functions]
+        operands = [(kid, None if kid is None else self.param_only(kid)) for kid in kids(node)]
         data = [kid for kid, found in operands if found is None]
         held = [(slot, found) for slot, (_, found) in enumerate(operands) if found and found[0]]
         weight = None
@@ -158,6 +157,19 @@ class _Walk:
         return False
 
 
+def _through(node, index: int):
+    """``node`` reached through its output ``index``. DistributedDataParallel passes all of a
+    model's outputs through one identity node: through it, only the output's own input."""
+    while node is not None and op_name(node) == "_DDPSink":
+        node, index = node.next_functions[index]
+    return node
+
+
+def kids(node) -> list:
+    """The nodes ``node`` takes gradients to (None for an input without gradient)."""
+    return [_through(kid, index) for kid, index in node.next_functions]
+
+
 def read_graph(roots: Iterable, params: Mapping[int, torch.Tensor], names: Mapping[int, str],
                inputs: Iterable[torch.Tensor] = ()) -> GraphReading:
     """Read the graph below ``roots`` (tensors or autograd nodes) for ``params`` (id -> tensor:
@@ -166,7 +178,8 @@ def read_graph(roots: Iterable, params: Mapping[int, torch.Tensor], names: Mappi
     inputs = [t for t in inputs if isinstance(t, torch.Tensor) and t.numel() and t.ndim >= 3]
     walk = _Walk(params, names, ({t.untyped_storage().data_ptr() for t in inputs},
                                  {(t.ndim, *t.shape[:2]) for t in inputs}))
-    nodes = [root.grad_fn if isinstance(root, torch.Tensor) else root for root in roots]
+    nodes = [_through(root.grad_fn, root.output_nr) if isinstance(root, torch.Tensor) else root
+             for root in roots]
     seen: dict[object, bool] = {}  # node -> walked on an open path
     todo = [(node, True) for node in nodes if node is not None]
     while todo:

@@ -64,7 +64,7 @@ def _independent(nodes: list) -> list:
     """The nodes that no other node of ``nodes`` reaches (an output computed from another
     output is read through it)."""
     wanted, reached, seen = set(nodes), set(), set()
-    todo = [kid for node in nodes for kid, _ in node.next_functions if kid is not None]
+    todo = [kid for node in nodes for kid in graph.kids(node) if kid is not None]
     while todo:
         node = todo.pop()
         if node in seen:
@@ -72,7 +72,7 @@ def _independent(nodes: list) -> list:
         seen.add(node)
         if node in wanted:
             reached.add(node)
-        todo.extend(kid for kid, _ in node.next_functions if kid is not None)
+        todo.extend(kid for kid in graph.kids(node) if kid is not None)
     return [node for node in nodes if node not in reached]
 
 
@@ -283,7 +283,7 @@ class TracedRouting:
     # -- checkpoints ----------------------------------------------------------------------
     def _record(self, optimizer, state_dict):
         state_dict.setdefault(RECORD_KEY, {})[ROUTING] = {
-            "traced": self.state != ARMED, "moved": dict(self.moved)}
+            "settled": self.state != ARMED, "moved": dict(self.moved)}
         return state_dict
 
     def _adopt(self, optimizer, state_dict):
@@ -295,7 +295,7 @@ class TracedRouting:
         structural = self.structural.by_name()
         for name in self.alternates:
             self._place(name, moved.get(name, structural[name].use_muon))
-        if self.state == ARMED and (record is None or record.get("traced")):
+        if self.state == ARMED and (record is None or record.get("settled")):
             self.state = RESUMED
             _log(f"resumed with the checkpoint's routing ({len(self.moved)} tensor(s) moved from "
                  "the structural one by its loss graph); this run's graph is only compared")
