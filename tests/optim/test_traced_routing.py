@@ -1,5 +1,7 @@
 """Routing corrected from the loss graph at the first step: moves, the plain-loop path, user
-rules, bad input, and checkpoints (record, resume, disagreement)."""
+rules, bad input, checkpoints (record, resume, disagreement), and faithful trees of RepVGG,
+MobileOne and LeViT (parallel stems, bias tables)."""
+import fnmatch
 import logging
 
 import pytest
@@ -10,6 +12,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import nn
 
 import visdet_mmext
+from reparam_models import REPARAM_MODELS
 from visdet_mmext.algorithms.muon import Muon
 from visdet_mmext.errors import CheckpointMismatchError
 from visdet_mmext.optim.grouping_check import RECORD_KEY
@@ -233,3 +236,20 @@ def test_where_groups_are_fixed_early_the_graph_only_reports(messages):
     assert _sides(wrapper.optimizer)["classifier.weight"] == "Muon"
     assert any("paramwise_cfg.muon=dict(exclude=['classifier.weight'])" in m
                for m in messages(logging.WARNING))
+
+
+@pytest.mark.parametrize("name", REPARAM_MODELS)
+def test_parallel_stems_and_bias_tables_by_structure_and_by_the_graph(name):
+    build, adamw = REPARAM_MODELS[name]
+    torch.manual_seed(0)
+    model = build()
+    expected = {n: "AdamW" if any(fnmatch.fnmatchcase(n, p) for p in adamw) else "Muon"
+                for n, p in model.named_parameters() if p.ndim >= 2}
+    structural = {r.name: r.side for r in route_parameters(model).routes if len(r.shape) >= 2}
+    assert structural == expected
+    wrapper = _wrapper(model)
+    wrapper.update_params(model(torch.randn(2, 3, 32, 32)).square().mean())
+    assert _sides(wrapper.optimizer) == expected
+    reasons = wrapper.optimizer.traced_routing.routing.by_name()
+    stems = [n for n in expected if n.startswith(("stage0.", "patch_embed.0."))]
+    assert stems and all(reasons[n].reason.startswith("stem") for n in stems)

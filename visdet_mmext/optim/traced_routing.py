@@ -40,24 +40,24 @@ def _log(message: str, level=logging.INFO) -> None:
     print_log(f"Muon routing: {message}", logger="current", level=level)
 
 
-def _tensors(value) -> list[torch.Tensor]:
+def tensors_in(value) -> list[torch.Tensor]:
     """Tensors in a forward's inputs or outputs (nested tuples, lists, dicts, ModelOutputs)."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, Mapping):
-        return [t for item in value.values() for t in _tensors(item)]
+        return [t for item in value.values() for t in tensors_in(item)]
     if isinstance(value, (tuple, list)):
-        return [t for item in value for t in _tensors(item)]
+        return [t for item in value for t in tensors_in(item)]
     return []
 
 
 def _loss_entries(output) -> list[torch.Tensor]:
     """The loss tensors of a model's output: ``loss*`` entries of a mapping, or a scalar."""
     if isinstance(output, Mapping):
-        found = [t for key, item in output.items() if "loss" in str(key) for t in _tensors(item)]
+        found = [t for key, item in output.items() if "loss" in str(key) for t in tensors_in(item)]
         if found:
             return found
-    return [t for t in _tensors(output) if t.ndim == 0]
+    return [t for t in tensors_in(output) if t.ndim == 0]
 
 
 def _independent(nodes: list) -> list:
@@ -122,12 +122,12 @@ class TracedRouting:
     # -- hooks -----------------------------------------------------------------------------
     def _forward_pre(self, module, args, kwargs):
         if torch.is_grad_enabled():
-            self.inputs = _tensors((args, kwargs))
+            self.inputs = tensors_in((args, kwargs))
 
     def _forward(self, module, args, kwargs, output):
         if not torch.is_grad_enabled() or not module.training:
             return
-        tensors = [t for t in _loss_entries(output) or _tensors(output) if t.grad_fn is not None]
+        tensors = [t for t in _loss_entries(output) or tensors_in(output) if t.grad_fn is not None]
         if not tensors:
             return
         self.outputs, self.fired = tensors, set()
