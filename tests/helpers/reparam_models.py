@@ -28,6 +28,15 @@ def conv_bn(in_channels, out_channels, kernel_size, stride, padding, groups=1) -
     return block
 
 
+def staged_forward(model, x):
+    """RepVGG's and MobileOne's forward: ``stage0``, ``stage1``, ... then pool and classify."""
+    for index in itertools.count():
+        stage = getattr(model, f"stage{index}", None)
+        if stage is None:
+            return model.linear(model.gap(x).flatten(1))
+        x = stage(x)
+
+
 class RepVGGBlock(nn.Module):
     def __init__(self, in_channels, out_channels, stride=1, groups=1):
         super().__init__()
@@ -55,14 +64,7 @@ class RepVGG(nn.Module):
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_channels, num_classes)
 
-    def forward(self, x):
-        x = self.stage0(x)
-        for index in itertools.count(1):
-            stage = getattr(self, f"stage{index}", None)
-            if stage is None:
-                break
-            x = stage(x)
-        return self.linear(self.gap(x).flatten(1))
+    forward = staged_forward
 
 
 class MobileOneBlock(nn.Module):
@@ -106,14 +108,7 @@ class MobileOne(nn.Module):
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(self.in_planes, num_classes)
 
-    def forward(self, x):
-        x = self.stage0(x)
-        for index in itertools.count(1):
-            stage = getattr(self, f"stage{index}", None)
-            if stage is None:
-                break
-            x = stage(x)
-        return self.linear(self.gap(x).flatten(1))
+    forward = staged_forward
 
 
 class Conv2d_BN(nn.Sequential):  # noqa: N801  (the upstream name)

@@ -146,3 +146,20 @@ class WideHeadConvNet(BaseModel):
         if mode == "loss":
             return dict(loss=F.cross_entropy(logits, torch.as_tensor(data_samples).long()))
         return logits
+
+
+class WideHeadClassifier(BaseModel):
+    """toy.ToyClassifier with a hidden layer and a head as wide as it: structure alone puts the
+    head on Muon, the loss graph moves it to AdamW at the first step."""
+
+    def __init__(self, features=16, hidden=32):
+        super().__init__()
+        self.layer = nn.Linear(features, hidden)
+        self.hidden = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, hidden)
+
+    def forward(self, inputs, targets=None, mode="tensor"):
+        logits = self.head(torch.relu(self.hidden(torch.relu(self.layer(inputs)))))
+        if mode == "loss":
+            return dict(loss=F.cross_entropy(logits, targets))
+        return logits

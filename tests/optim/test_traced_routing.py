@@ -13,6 +13,8 @@ from torch import nn
 
 import visdet_mmext
 from reparam_models import REPARAM_MODELS
+from routing_models import WideHeadClassifier
+from runner_utils import make_runner
 from visdet_mmext.algorithms.muon import Muon
 from visdet_mmext.errors import CheckpointMismatchError
 from visdet_mmext.optim.grouping_check import RECORD_KEY
@@ -253,3 +255,18 @@ def test_parallel_stems_and_bias_tables_by_structure_and_by_the_graph(name):
     reasons = wrapper.optimizer.traced_routing.routing.by_name()
     stems = [n for n in expected if n.startswith(("stage0.", "patch_embed.0."))]
     assert stems and all(reasons[n].reason.startswith("stem") for n in stems)
+
+
+def test_the_runner_resumes_a_traced_routing_exactly(tmp_path):
+    """Train 8 iterations; resume a fresh Runner from iteration 4: the same weights at the end."""
+    optim = dict(optimizer=dict(type="Muon", lr=0.02, weight_decay=0.01), constructor=CTOR)
+    full = make_runner(tmp_path / "full", optim, model=WideHeadClassifier(), max_iters=8,
+                       checkpoint_interval=4)
+    full.train()
+    assert _sides(full.optim_wrapper.optimizer)["head.weight"] == "AdamW"  # moved at the first step
+    resumed = make_runner(tmp_path / "resumed", optim, model=WideHeadClassifier(), max_iters=8,
+                          resume=True, load_from=str(tmp_path / "full" / "iter_4.pth"))
+    resumed.train()
+    assert _sides(resumed.optim_wrapper.optimizer) == _sides(full.optim_wrapper.optimizer)
+    for (name, a), b in zip(full.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b), name

@@ -59,12 +59,11 @@ def build_base(base, optim_wrapper_cfg: dict, paramwise_cfg: dict):
 
 
 def base_groups(base, model) -> list[dict]:
-    """The base's groups, one per parameter, each naming its parameter."""
+    """The base's groups, one per parameter (without its naming keys)."""
     groups: list[dict] = []
     base.add_params(groups, model)
-    names = {id(p): n for n, p in model.named_parameters()}
     single = []
     for group in groups:
         settings = {k: v for k, v in group.items() if k not in NAME_KEYS}
-        single += [dict(settings, params=[p], param_names=[names[id(p)]]) for p in group["params"]]
+        single += [dict(settings, params=[p]) for p in group["params"]]
     return single

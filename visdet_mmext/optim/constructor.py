@@ -25,7 +25,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
 from ..errors import OptimizerConfigError
 from .base_constructor import base_groups, build_base
-from .checked_constructor import CheckedOptimWrapperConstructor
+from .checked_constructor import CheckedOptimWrapperConstructor, name_groups
 from .routing import ADAMW_KEYS, MuonRules, Routing, assign_sides, route_parameters
 from .traced_routing import attach
 
@@ -73,7 +73,7 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
     def named_groups(self, model, per_parameter: bool) -> list[dict]:
         if self.base is None:
             return super().named_groups(model, per_parameter)
-        return base_groups(self.base, model)
+        return name_groups(base_groups(self.base, model), model)
 
     def param_groups(self, model) -> list[dict]:
         if not self.routes_muon:
