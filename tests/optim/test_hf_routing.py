@@ -67,3 +67,24 @@ def test_the_distillation_head_trains_like_the_classifier():
     _, optimizer = _first_step("levit")
     sides = _sides(optimizer)
     assert sides["classifier.linear.weight"] == sides["classifier_distill.linear.weight"] == "AdamW"
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_agree_and_distributed_muon_keeps_them_equal():
+    """Each rank reads its own batch's graph; the ranks OR their readings before the first step.
+    ``two_heads``: rank 0's loss reads head_a only, rank 1's head_b only."""
+    result = torchrun(2, os.path.join(ROOT, "tests", "jobs", "hf_routing_ddp.py"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    by_model: dict = {}
+    for row in rows:
+        by_model.setdefault(row["model"], {})[row["rank"]] = row
+    assert set(by_model) == set(hf_models.HF_MODELS) | {"two_heads"}
+    for name, ranks in by_model.items():
+        assert ranks[0]["sides"] == ranks[1]["sides"], name
+        assert ranks[0]["checksum"] == ranks[1]["checksum"], name  # same parameters after the step
+        if name in hf_models.ADAMW:
+            assert not _wrong(name, ranks[0]["sides"]), name
+    heads = by_model["two_heads"][0]["sides"]
+    assert heads["head_a.weight"] == heads["head_b.weight"] == "AdamW"
+    assert heads["hidden.weight"] == "Muon"

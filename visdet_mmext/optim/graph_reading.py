@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 REACHED, LINEAR, TABLE, OTHER, FIRST, STEM, DEPTHWISE = (1 << i for i in range(7))
+BITS = DEPTHWISE.bit_length()
 #: Autograd node names (``AddmmBackward0`` -> ``Addmm``) of matrix products and convolutions.
 PRODUCTS = frozenset({
     "Mm", "Addmm", "Bmm", "Baddbmm", "Addbmm", "Mv", "Addmv", "Dot", "Linear", "MkldnnLinear",
@@ -37,8 +38,8 @@ INDEX_OPS = frozenset({"Embedding", "EmbeddingBag", "EmbeddingDense", "Index", "
                        "Gather", "Take", "TakeAlongDim"})
 ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Cat", "Stack", "Where", "Addcmul",
                              "Addcdiv", "Lerp", "MaskedFill", "CopySlices", "IndexPut"})
-#: Operand position of the weight in each product's node (``addmm(bias, x, w.t())``, ``mm(x, w.t())``,
-#: ``convolution(x, w, bias)``); elsewhere, or where that operand is data, the parameter operand.
+#: Operand position of the weight in each product's node (``addmm(bias, x, w.t())``,
+#: ``mm(x, w.t())``; convolutions: 1); elsewhere, or where that operand is data, the parameter.
 WEIGHT_SLOT = {"Addmm": 2, "Mm": 1, "Bmm": 1, "Baddbmm": 2, "Addbmm": 2, "Mv": 0, "Addmv": 1,
                "Linear": 1, "MkldnnLinear": 1}
 #: Saved operands of a product, by the attribute names autograd gives them.
@@ -55,26 +56,21 @@ def op_name(node) -> str:
 
 @dataclass
 class GraphReading:
-    """Bits per parameter name; ``ops`` (op names per name) only explain this process's view."""
+    """The bits of every matrix the graph reaches, by parameter name."""
     bits: dict[str, int] = field(default_factory=dict)
-    ops: dict[str, set[str]] = field(default_factory=dict)
     #: the network input was known, so the STEM bits are a verdict (absent bits say "no stem")
     stems_known: bool = False
 
-    def mark(self, name: str, bit: int, op: str | None = None) -> None:
-        self.bits[name] = self.bits.get(name, REACHED) | bit | REACHED
-        if op is not None:
-            self.ops.setdefault(name, set()).add(op)
-
-    def has(self, name: str, bit: int) -> bool:
-        return bool(self.bits.get(name, 0) & bit)
+    def mark(self, name: str, bit: int) -> None:
+        self.bits[name] = self.bits.get(name, 0) | bit | REACHED
 
 
 class _Walk:
-    def __init__(self, params: Mapping[int, torch.Tensor], names: Mapping[int, str], inputs: set[int]):
+    def __init__(self, params: Mapping[int, torch.Tensor], names: Mapping[int, str],
+                 inputs: tuple[set[int], set[tuple]]):
         self.params = params
         self.names = {i: names[i] for i in params}
-        self.inputs = inputs
+        self.inputs = inputs  # the inputs' storages, and their (ndim, batch, channels)
         self.leaves: dict[object, tuple[frozenset, frozenset] | None] = {}
         self.reading = GraphReading()
         self.readers: list[tuple[list[str], bool]] = []  # products reading gradient-free data
@@ -131,15 +127,15 @@ class _Walk:
                 for i in found[0]:
                     name = self.names[i]
                     if found is weight:
-                        self.reading.mark(name, LINEAR, op)
+                        self.reading.mark(name, LINEAR)
                         if getattr(node, "_saved_groups", 1) > 1 and self.params[i].shape[1] == 1:
                             self.reading.mark(name, DEPTHWISE)
                     elif found[1] & INDEX_OPS or op in INDEX_OPS or op in ELEMENTWISE_OPS or \
                             op in PRODUCTS:
-                        self.reading.mark(name, TABLE, op)
+                        self.reading.mark(name, TABLE)
                     else:
-                        self.reading.mark(name, OTHER, op)
-            if product and all(kid is None for kid in data):
+                        self.reading.mark(name, OTHER)
+            if product and data and all(kid is None for kid in data):
                 self.readers.append((sorted(self.names[i] for i in weight[0]),
                                      self._reads_input(node)))
         return [kid for kid in data if kid is not None], open_path and not product

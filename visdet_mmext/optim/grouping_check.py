@@ -7,7 +7,9 @@ optimizer class it may even succeed, silently dropping the moments. The optimize
 package's constructors name every group's parameters; ``state_dict`` also records the class and
 the shapes, and
 ``load_state_dict`` compares both, and the parameter shapes, with the checkpoint's and names what
-moved.
+moved. A routing the loss graph changed at the first step is recorded beside them
+(``traced_routing``), whose load hook runs first and puts the parameters where the checkpoint had
+them, so this check compares like with like.
 """
 from __future__ import annotations
 

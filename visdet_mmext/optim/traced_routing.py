@@ -33,7 +33,6 @@ from .routing import Retrace, Routing, pin_lines, retrace
 #: Entry of ``state_dict()[RECORD_KEY]`` holding the routing in force.
 ROUTING = "routing"
 ARMED, DONE, RESUMED = "armed", "done", "resumed"
-BITS = 8  # bits of a reading (graph_reading); the rank table has one column per bit
 
 
 def _log(message: str, level=logging.INFO) -> None:
@@ -162,9 +161,9 @@ class TracedRouting:
         return graph.read_graph(roots, self.matrices, self.names,
                                 self.inputs if with_inputs else ())
 
-    def _combined(self, reading: graph.GraphReading) -> tuple[dict[str, int], bool]:
+    def _combined(self, reading: graph.GraphReading) -> tuple[dict[str, int], bool] | None:
         """Every rank's bits, OR-ed (max per bit) in one all-reduce; this rank's alone when
-        not distributed."""
+        not distributed; None when the ranks route different parameters."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()
                 and torch.distributed.get_world_size() > 1):
             return reading.bits, reading.stems_known
@@ -173,21 +172,27 @@ class TracedRouting:
         if torch.distributed.get_backend() == "nccl":
             device = torch.device("cuda", torch.cuda.current_device())
         signature = zlib.crc32("\n".join(names).encode()) - (1 << 31)
-        rows = [[bool(reading.bits.get(name, 0) & (1 << b)) for b in range(BITS)] for name in names]
-        rows.append([reading.stems_known] * BITS)
-        rows.append([signature, -signature] + [0] * (BITS - 2))
+        rows = [[bool(reading.bits.get(name, 0) & (1 << b)) for b in range(graph.BITS)]
+                for name in names]
+        rows.append([reading.stems_known] * graph.BITS)
+        rows.append([signature, -signature] + [0] * (graph.BITS - 2))
         table = torch.tensor(rows, dtype=torch.int64, device=device)
         torch.distributed.all_reduce(table, op=torch.distributed.ReduceOp.MAX)
         table = table.cpu().tolist()
         if table[-1][0] != -table[-1][1]:
-            raise RuntimeError("Muon routing: the ranks route different parameters, so their loss "
-                               "graphs cannot be combined; every rank must build the same model.")
+            return None
         bits = {name: sum(1 << b for b, on in enumerate(row) if on)
                 for name, row in zip(names, table)}
         return bits, bool(table[-2][0])
 
     def _conclude(self, reading: graph.GraphReading) -> None:
-        bits, known = self._combined(reading)
+        combined = self._combined(reading)
+        if combined is None:
+            self._stop("the ranks route different parameters, so their loss graphs cannot be "
+                       "combined; the structural routing stays (every rank must build the same "
+                       "model)")
+            return
+        bits, known = combined
         if not any(bits.get(self.names[i], 0) & graph.REACHED for i in self.matrices):
             self._stop("the loss graph reaches none of the optimizer's matrices (a wrapper that "
                        "swaps parameters, such as a sharding one?), so the structural routing "
@@ -209,10 +214,10 @@ class TracedRouting:
     def _move(self, result: Retrace) -> None:
         names = list(self.params)
         for route in result.moved:
-            param = self.params[route.name]
-            if self.optimizer.state.get(param):
-                raise RuntimeError(f"Muon routing: {route.name} already has optimizer state; "
-                                   "the loss graph can only move parameters before the first step")
+            if self.optimizer.state.get(self.params[route.name]):
+                _log(f"{route.name} keeps its side: it has optimizer state already, and moving it "
+                     "would lose that", logging.WARNING)
+                continue
             self._place(route.name, route.use_muon)
             _log(f"{route.name} moved to {route.side}: {route.reason}. To keep it there without "
                  f"the loss graph: paramwise_cfg.muon {pin_lines([route], names)[0]}")
