@@ -58,7 +58,8 @@ def op_name(node) -> str:
 class GraphReading:
     """The bits of every matrix the graph reaches, by parameter name."""
     bits: dict[str, int] = field(default_factory=dict)
-    #: the network input was known, so the STEM bits are a verdict (absent bits say "no stem")
+    #: a product was seen reading the network input, so the STEM bits are a verdict (an absent
+    #: bit says "no stem")
     stems_known: bool = False
 
     def mark(self, name: str, bit: int) -> None:
@@ -170,10 +171,11 @@ def read_graph(roots: Iterable, params: Mapping[int, torch.Tensor], names: Mappi
                inputs: Iterable[torch.Tensor] = ()) -> GraphReading:
     """Read the graph below ``roots`` (tensors or autograd nodes) for ``params`` (id -> tensor:
     the trainable matrices; ``names``: id -> name). ``inputs``: the network's input tensors, to
-    tell the stem (without them, or once backward has freed the saved tensors, no STEM bits)."""
-    inputs = [t for t in inputs if isinstance(t, torch.Tensor) and t.numel() and t.ndim >= 3]
+    tell the stem (without them, or once backward has freed the saved tensors, no verdict)."""
+    inputs = [t for t in inputs if isinstance(t, torch.Tensor) and t.numel()]
+    # a padded or cast copy is recognised by its batch and channels, for images and sequences
     walk = _Walk(params, names, ({t.untyped_storage().data_ptr() for t in inputs},
-                                 {(t.ndim, *t.shape[:2]) for t in inputs}))
+                                 {(t.ndim, *t.shape[:2]) for t in inputs if t.ndim >= 3}))
     nodes = [_through(root.grad_fn, root.output_nr) if isinstance(root, torch.Tensor) else root
              for root in roots]
     seen: dict[object, bool] = {}  # node -> walked on an open path
@@ -189,7 +191,9 @@ def read_graph(roots: Iterable, params: Mapping[int, torch.Tensor], names: Mappi
         kids, still_open = walk.visit(node, open_path, again)
         todo.extend((kid, still_open) for kid in kids)
     reading = walk.reading
-    reading.stems_known = bool(inputs)
+    # known only when some product was seen reading the input: else it hides (patches cut into
+    # a new tensor before a Linear), and the structural stem stands
+    reading.stems_known = any(reads_input for _, reads_input in walk.readers)
     for group, reads_input in walk.readers:
         for name in group if reads_input else ():
             reading.mark(name, STEM)
