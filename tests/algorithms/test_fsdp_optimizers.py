@@ -38,8 +38,8 @@ def test_sharded_muon_equals_single_process_muon_on_the_same_gradients(results):
 
 
 def test_sharded_muon_orthogonalises_each_matrix_on_one_rank(results):
-    # the job's Muon matrices (rows x cols): conv stem, hidden, mid, wide (Shard(1)), head
-    shapes = ((5, 3), (33, 80), (34, 33), (34, 34), (7, 34))
+    # the job's Muon matrices (rows x cols): conv stem, hidden, mid, wide (Shard(1)), twin, head
+    shapes = ((5, 3), (33, 80), (34, 33), (34, 34), (34, 34), (7, 34))
     costs = [ns_flops(rows, cols, 5) for rows, cols in shapes]
     owners = assign(costs, 2)
     rank0 = sum(c for c, owner in zip(costs, owners) if owner == 0)

@@ -7,8 +7,8 @@ whole batch (FSDP averages the halves' gradients, so both see the same gradients
 steps the gathered parameters are compared. Rank 0 writes what happened per case to a JSON file.
 
 The model has uneven dimensions (5, 33 and 7 rows over 2 ranks), a conv kernel, 1-D parameters,
-and a linear sharded along its columns (``Shard(1)``), so Muon's gather and scatter see every
-layout FSDP2 makes.
+a linear sharded along its columns (``Shard(1)``), so Muon's gather and scatter see every layout
+FSDP2 makes, and two matrices of one shape (batched Newton-Schulz).
 """
 from __future__ import annotations
 
@@ -39,12 +39,14 @@ class ShardNet(nn.Module):
         self.norm = nn.Identity() if matrices else nn.LayerNorm(33)
         self.mid = nn.Linear(33, 34, bias=bias)
         self.wide = nn.Linear(34, 34, bias=False)  # sharded along its columns (FSDP2: evenly)
+        self.twin = nn.Linear(34, 34, bias=False)  # wide's shape: batched with it
         self.head = nn.Linear(34, classes, bias=bias)
 
     def forward(self, inputs, targets):
         x = torch.relu(self.stem(inputs[:, None])).flatten(1)
         x = torch.relu(self.mid(self.norm(torch.relu(self.hidden(x)))))
-        return nn.functional.cross_entropy(self.head(torch.relu(self.wide(x))), targets)
+        x = torch.relu(self.twin(torch.relu(self.wide(x))))
+        return nn.functional.cross_entropy(self.head(x), targets)
 
 
 def data(seed=0, n=16, features=16, classes=7):

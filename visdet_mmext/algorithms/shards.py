@@ -56,3 +56,16 @@ def local_work(work: tuple) -> tuple:
     tensors, hp = work
     local = local_shards(tensors)
     return work if local is None else (local, hp)
+
+
+def whole(t: Tensor) -> Tensor:
+    """A DTensor gathered to the whole tensor (on every rank: a collective), else ``t``."""
+    return t.full_tensor() if is_dtensor(t) else t
+
+
+def shard_like(value: Tensor, reference: Tensor) -> Tensor:
+    """``value``, a whole tensor every rank holds alike, as a DTensor laid out like ``reference``
+    (each rank keeps its own slice: no communication)."""
+    from torch.distributed.tensor import distribute_tensor
+    return distribute_tensor(value.to(reference.device), reference.device_mesh,
+                             reference.placements, src_data_rank=None)

@@ -33,14 +33,10 @@ from mmengine.dist import get_rank, infer_launcher
 from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
 from mmengine._strategy import DDPStrategy
 
+from ..algorithms import shards
 from ..errors import OptimizerConfigError, RunnerConfigError
 from ..optim.validation import check_sharded_cfg
 from ..runtime.process_group import single_process_env
-
-
-def _dtensor_class():
-    from torch.distributed.tensor import DTensor
-    return DTensor
 
 
 def _dtypes(mixed_precision: dict | None):
@@ -155,12 +151,12 @@ class FullyShardStrategy(DDPStrategy):
         return wrapper
 
     # -- checkpoints: whole tensors, a single-process checkpoint's layout -------------------------
-    def model_state_dict(self) -> dict:
-        return {key: _whole(value) for key, value in self.model.state_dict().items()}
+    def model_state_dict(self) -> dict:  # (gathering needs every rank: a collective)
+        return {key: _cpu_whole(value) for key, value in self.model.state_dict().items()}
 
     def optim_state_dict(self) -> dict:
         state = self.optim_wrapper.state_dict()  # the optimizer's, plus e.g. the AMP loss scaler
-        state["state"] = {index: {key: _whole(value) for key, value in values.items()}
+        state["state"] = {index: {key: _cpu_whole(value) for key, value in values.items()}
                           for index, values in state["state"].items()}
         return state
 
@@ -212,22 +208,15 @@ class FullyShardStrategy(DDPStrategy):
             save_checkpoint(checkpoint, filename)
 
 
-def _whole(value):
-    """A DTensor gathered to the whole tensor (on every rank: a collective), else ``value``."""
-    if isinstance(value, _dtensor_class()):
-        return value.full_tensor().cpu()
-    return value
+def _cpu_whole(value):
+    return shards.whole(value).cpu() if shards.is_dtensor(value) else value
 
 
 def _like(reference, value):
-    """``value`` (a whole tensor) cut the way ``reference`` (a DTensor) is sharded (a collective:
-    rank 0's copy is scattered). Anything else is returned as it is: a plain reference, or a
-    value of another shape (a state's step counter; for a parameter, load_state_dict's own size
-    check reports it)."""
-    from torch.distributed.tensor import distribute_tensor
-    dtensor = _dtensor_class()
-    if not isinstance(reference, dtensor) or not torch.is_tensor(value) or \
-            isinstance(value, dtensor) or tuple(value.shape) != tuple(reference.shape):
+    """``value`` (a whole tensor) cut the way ``reference`` (a DTensor) is sharded. Anything else
+    is returned as it is: a plain reference, or a value of another shape (a state's step
+    counter; for a parameter, load_state_dict's own size check reports it)."""
+    if not shards.is_dtensor(reference) or not shards.plain(value) or \
+            tuple(value.shape) != tuple(reference.shape):
         return value
-    return distribute_tensor(value.to(reference.device), reference.device_mesh,
-                             reference.placements)
+    return shards.shard_like(value, reference)

@@ -182,7 +182,7 @@ class Muon(Optimizer):
 
     def _muon_update(self, items: list) -> None:
         rank, world = distributed.world_of(self.defaults.get("distributed", True))
-        if world == 1:  # (DTensors too: their operators gather each matrix on every rank)
+        if world == 1:  # (DTensors too: each gathered whole, on every rank)
             self.last_step_ns_flops = sum(
                 distributed.ns_flops(*matrix_shape(p), group["ns_steps"]) for p, *_, group in items)
             self._apply_all(items)
@@ -239,21 +239,21 @@ class Muon(Optimizer):
 
     def _orthogonalized(self, items: list):
         """``(item, orthogonalised update, matrix shape)`` per item: momentum, then Newton-Schulz
-        along the chosen path. Yielded batch by batch, so a batch's temporaries are freed before
-        the next is computed."""
+        along the chosen path (a DTensor's update gathered whole first). Yielded batch by batch,
+        so a batch's temporaries are freed before the next is computed."""
         if not items:
             return
         main, pad = self._ns_path(items[0][0].device)
         if main == dispatch.SINGLE:
             for item in items:  # the per-matrix loop
                 p, grad, buf, group = item
-                update = _momentum_single(grad, buf, group)
+                update = shards.whole(_momentum_single(grad, buf, group))
                 yield item, self._newton_schulz([update], [group], main, pad)[0], matrix_shape(p)
             return
         for bucket in self._ns_buckets([(item[0], item[3]) for item in items], main):
             chosen = [items[i] for i in bucket]
-            orthos = self._newton_schulz(_momentum_foreach(chosen), [it[3] for it in chosen],
-                                         main, pad)
+            updates = [shards.whole(u) for u in _momentum_foreach(chosen)]
+            orthos = self._newton_schulz(updates, [it[3] for it in chosen], main, pad)
             yield from zip(chosen, orthos, [matrix_shape(p) for p, *_ in chosen])
 
     def _ns_path(self, device: torch.device) -> tuple[str, bool]:
@@ -363,7 +363,10 @@ def _momentum_foreach(items: list, buffers_only: bool = False) -> list[Tensor]:
 
 
 def _apply(p: Tensor, ortho: Tensor, group: dict, rows: int, cols: int) -> None:
+    """The update of ``p`` (this rank's slice, when ``p`` is a DTensor and ``ortho`` whole)."""
     lr = float(group["lr"])
+    if shards.is_dtensor(p) and not shards.is_dtensor(ortho):
+        ortho = shards.shard_like(ortho.reshape(p.shape), p)
     if group["weight_decay"] != 0:
         p.mul_(1 - lr * float(group["weight_decay"]))
     p.add_(ortho.reshape(p.shape), alpha=-lr * lr_scale(group["adjust_lr"], rows, cols))
