@@ -48,6 +48,11 @@ def test_sharded_muon_orthogonalises_each_matrix_on_one_rank(results):
     assert native["Muon distributed=False"]["ns_flops"] == pytest.approx(sum(costs))
 
 
+def test_a_rank_that_orthogonalises_nothing_still_takes_its_slices(results):
+    assert results["native"]["Muon one matrix"]["error"] <= EXACT
+    assert results["native"]["Muon one matrix"]["ns_flops"] > 0  # rank 0 owns the matrix
+
+
 def test_mixed_sharded_and_plain_parameters_in_one_optimizer(results):
     # plain parameters are data-parallel replicas (averaged gradients); the rest FSDP2 shards
     assert results["native"]["Muon mixed"]["error"] <= EXACT

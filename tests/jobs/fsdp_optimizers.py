@@ -140,6 +140,25 @@ def same_gradients(make_optimizer, make_reference) -> dict:
     return {"error": relative_error(model, reference), "ns_flops": optimizer.last_step_ns_flops}
 
 
+def one_matrix() -> dict:
+    """One sharded matrix over two ranks: the rank that owns none still takes part."""
+    from visdet_mmext.algorithms.muon import Muon
+    torch.manual_seed(0)
+    reference = nn.Linear(16, 7, bias=False)
+    torch.manual_seed(0)
+    model = fully_shard(nn.Linear(16, 7, bias=False))
+    optimizer, reference_optimizer = Muon(model.parameters()), Muon(reference.parameters(),
+                                                                    distributed=False)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    for inputs, _ in batches():
+        for net, opt, x in ((model, optimizer, inputs.chunk(world)[rank]),
+                            (reference, reference_optimizer, inputs)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    return {"error": relative_error(model, reference), "ns_flops": optimizer.last_step_ns_flops}
+
+
 def native_cases() -> dict:
     from visdet_mmext.algorithms.lamb import LAMB
     from visdet_mmext.algorithms.lion import Lion
@@ -165,6 +184,7 @@ def native_cases() -> dict:
     for name, (make, make_reference) in cases.items():
         out[name] = compare(make, make_reference=make_reference)
     out["Muon same gradients"] = same_gradients(muon(), muon(distributed=False))
+    out["Muon one matrix"] = one_matrix()
     # mixed: only some layers sharded, the rest plain replicas with averaged gradients
     out["Muon mixed"] = compare(muon(), make_reference=muon(distributed=False),
                                 only=("hidden", "wide", "head"))

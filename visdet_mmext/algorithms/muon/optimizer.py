@@ -214,8 +214,9 @@ class Muon(Optimizer):
 
     def _ns_buckets(self, entries: list, main: str) -> list[list[int]]:
         """Indices of ``entries`` ``(tensor, group)`` whose Newton-Schulz runs as one batch."""
-        device = entries[0][0].device
-        pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
+        if not entries:  # (a rank that owns none of the sharded matrices)
+            return []
+        pad = self._ns_path(entries[0][0].device)[1]
         buckets: dict[tuple, list[int]] = {}
         for index, (p, group) in enumerate(entries):
             rows, cols = sorted(matrix_shape(p))
