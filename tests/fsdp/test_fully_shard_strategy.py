@@ -21,8 +21,8 @@ SMALL = ["model.widths=(8,16,32)", "train_dataloader.dataset.num_train=64",
          "default_hooks.checkpoint.max_keep_ckpts=-1"]
 
 
-def _train(work_dir, *extra, nproc: int):
-    argv = ["fsdp_muon", "--work-dir", str(work_dir), *extra, "--cfg-options", *SMALL]
+def _train(work_dir, *extra, options=(), nproc: int):
+    argv = ["fsdp_muon", "--work-dir", str(work_dir), *extra, "--cfg-options", *SMALL, *options]
     if nproc > 1:
         done = torchrun(nproc, TRAIN, *argv, "--launcher", "pytorch", timeout=600)
     else:
@@ -59,8 +59,11 @@ def test_config_trains_sharded_through_the_runner_and_resumes_exactly(tmp_path):
     momentum = [s["momentum_buffer"] for s in full["optimizer"]["state"].values()
                 if "momentum_buffer" in s]
     assert momentum and all(type(t) is torch.Tensor for t in momentum)
-    # and a run without a launcher (a one-process group) resumes from it
-    _train(tmp_path / "one", "--resume", str(tmp_path / "full" / "epoch_1.pth"), nproc=1)
+    # and a run without a launcher (a one-process group, the blocks as units) resumes from it
+    log = _train(tmp_path / "one", "--resume", str(tmp_path / "full" / "epoch_1.pth"),
+                 options=["strategy.shard_modules=[ResBlock]",
+                          "strategy.reshard_after_forward=False"], nproc=1)
+    assert "FullyShardStrategy: 3 FSDP2 units over 1 process(es) on cpu" in log
 
 
 @pytest.mark.cuda

@@ -30,21 +30,13 @@ from collections.abc import Callable
 
 import torch
 from mmengine.dist import get_rank, infer_launcher
-from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+from mmengine.optim import OptimWrapperDict
 from mmengine._strategy import DDPStrategy
 
 from ..algorithms import shards
 from ..errors import OptimizerConfigError, RunnerConfigError
 from ..optim.validation import check_sharded_cfg
 from ..runtime.process_group import single_process_env
-
-
-def _dtypes(mixed_precision: dict | None):
-    if not mixed_precision:
-        return None
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-    return MixedPrecisionPolicy(**{key: getattr(torch, value) if isinstance(value, str) else value
-                                   for key, value in mixed_precision.items()})
 
 
 class FullyShardStrategy(DDPStrategy):
@@ -55,14 +47,11 @@ class FullyShardStrategy(DDPStrategy):
             the blocks of a backbone). Default: every module with parameters of its own.
         reshard_after_forward (bool): free the gathered parameters after the forward (less
             memory, one more all-gather in the backward). Defaults to True.
-        mixed_precision (dict, optional): ``MixedPrecisionPolicy`` settings, dtypes by name,
-            e.g. ``dict(param_dtype='bfloat16', reduce_dtype='float32')``.
         **kwargs: what ``DDPStrategy`` takes (``sync_bn``, ...).
     """
 
     def __init__(self, *, shard_modules: list[str] | None = None,
-                 reshard_after_forward: bool = True, mixed_precision: dict | None = None,
-                 **kwargs):
+                 reshard_after_forward: bool = True, **kwargs):
         if shard_modules is not None and (isinstance(shard_modules, str) or not all(
                 isinstance(name, str) for name in shard_modules)):
             raise RunnerConfigError(f"FullyShardStrategy shard_modules={shard_modules!r} must "
@@ -71,7 +60,6 @@ class FullyShardStrategy(DDPStrategy):
         super().__init__(**kwargs)
         self.shard_modules = None if shard_modules is None else tuple(shard_modules)
         self.reshard_after_forward = bool(reshard_after_forward)
-        self.mp_policy = _dtypes(mixed_precision)
 
     # -- process group -----------------------------------------------------------------------
     def _setup_env(self, *, launcher=None, dist_cfg=None, **kwargs):
@@ -127,8 +115,6 @@ class FullyShardStrategy(DDPStrategy):
         model = self.convert_model(model.to(device))
         mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
         options = dict(mesh=mesh, reshard_after_forward=self.reshard_after_forward)
-        if self.mp_policy is not None:
-            options["mp_policy"] = self.mp_policy
         units = [module for module in model.modules() if module is not model and (
             type(module).__name__ in self.shard_modules if self.shard_modules is not None
             else any(True for _ in module.parameters(recurse=False)))]
