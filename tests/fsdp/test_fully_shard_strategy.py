@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from demo_utils import CONFIGS, ROOT, TRAIN, assert_same_tensors, state_of, subprocess_env, torchrun
+from demo_utils import (CONFIGS, ROOT, TRAIN, assert_same_tensors, state_of, subprocess_env,
+                        torchrun)
 from visdet_mmext.tools import train as train_tool
 
 #: a small net and a short run (4 iterations of 2 x 8 images per epoch)
