@@ -119,7 +119,7 @@ def _lion_native(works: list) -> list | None:
 
 
 _KERNEL = dispatch.Kernel(_lion_tensor, "Lion", compile_s=12.0, cached_s=3.0, saved_ns=1.7,
-                          native=_lion_native)
+                          elementwise=True, native=_lion_native)
 
 
 class Lion(Optimizer):
