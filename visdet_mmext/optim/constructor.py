@@ -106,7 +106,7 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
         routing = route_parameters(model, self.rules, flags)
         for warning in routing.warnings:
             print_log(f"Muon routing: {warning}", logger="current", level=logging.WARNING)
-        if self.groups_fixed_early:  # no loss graph will settle what structure doubts
+        if not self.traceable(model):  # no loss graph will settle what structure doubts
             for doubt in routing.doubts:
                 print_log(f"Muon routing: {doubt}", logger="current", level=logging.WARNING)
             when = ""
