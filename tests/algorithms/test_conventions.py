@@ -1,4 +1,5 @@
-"""torch.optim conventions kept by the native optimizers (Lion, LAMB, Muon) on every path.
+"""torch.optim conventions kept by the native optimizers (Lion, LAMB, Muon, ADOPT, Adan) on every
+path.
 
 copy.deepcopy and pickle keep every setting (the copy steps exactly like the original);
 a state dict whose ``step`` is a plain number loads (torch's ``test_load_nontensor_step``);
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from native_utils import ALL_PATHS, PATHS, fresh, make_problem, run
+from visdet_mmext.algorithms.adan import Adan
+from visdet_mmext.algorithms.adopt import ADOPT
 from visdet_mmext.algorithms.lamb import LAMB
 from visdet_mmext.algorithms.lion import Lion
 from visdet_mmext.algorithms.muon import Muon
@@ -24,6 +27,8 @@ OPTIMIZERS = {
     "LAMB": lambda ps, **kw: LAMB(ps, lr=1e-2, weight_decay=0.01, **kw),
     "Muon": lambda ps, **kw: Muon(ps, lr=0.02, weight_decay=0.01, adamw_lr=3e-3,
                                   ns_dtype=torch.float32, **kw),
+    "ADOPT": lambda ps, **kw: ADOPT(ps, lr=1e-2, weight_decay=0.01, decouple=True, **kw),
+    "Adan": lambda ps, **kw: Adan(ps, lr=1e-2, weight_decay=0.02, max_grad_norm=10.0, **kw),
 }
 SHAPES = [(24, 16), (16,), (8, 4, 3, 3)]
 
@@ -58,7 +63,7 @@ def _with_int_steps(state_dict):
     return state_dict
 
 
-@pytest.mark.parametrize("name", ["LAMB", "Muon"])
+@pytest.mark.parametrize("name", ["LAMB", "Muon", "ADOPT", "Adan"])
 def test_state_dict_with_plain_number_steps_loads(name):
     init, grads = make_problem(seed=2, steps=8, shapes=SHAPES)
     params = fresh(init)

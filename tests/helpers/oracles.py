@@ -75,3 +75,58 @@ def reference_muon(init, grads, lr, momentum, nesterov, weight_decay, ns_steps, 
                      else 0.2 * math.sqrt(max(rows, cols)))
             params[i] = params[i] * (1 - lr * weight_decay) - lr * scale * x.reshape(u.shape)
     return params
+
+
+def reference_adopt(init, grads, lr, betas, eps, weight_decay, decouple, clip_exponent=0.25):
+    """ADOPT (Taniguchi et al. 2024, Algorithm 1 with the revised version's clipping), float64:
+    the first step only sets v = g^2; later steps normalise g by the previous sqrt(v)."""
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for t, step_grads in enumerate(grads, start=1):
+        for i, g in enumerate(step_grads):
+            g = g.double()
+            if weight_decay and not decouple:
+                g = g + weight_decay * params[i]
+            if t == 1:
+                v[i] = g * g
+                continue
+            if weight_decay and decouple:
+                params[i] = params[i] - lr * weight_decay * params[i]
+            normed = g / torch.maximum(v[i].sqrt(), torch.tensor(eps, dtype=torch.float64))
+            if clip_exponent is not None:
+                bound = (t - 1) ** clip_exponent
+                normed = normed.clamp(-bound, bound)
+            m[i] = betas[0] * m[i] + (1 - betas[0]) * normed
+            params[i] = params[i] - lr * m[i]
+            v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
+    return params
+
+
+def reference_adan(init, grads, lr, betas, eps, weight_decay, no_prox=False, max_grad_norm=0.0):
+    """Adan (Xie et al. 2022, Algorithm 1), float64, with the betas of the authors' code
+    (beta here = 1 - the paper's) and its global gradient clip."""
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    s = [torch.zeros_like(p) for p in params]
+    n = [torch.zeros_like(p) for p in params]
+    previous = [None] * len(params)
+    b1, b2, b3 = betas
+    for t, step_grads in enumerate(grads, start=1):
+        step_grads = [g.double() for g in step_grads]
+        if max_grad_norm > 0:
+            norm = math.sqrt(sum(float((g * g).sum()) for g in step_grads))
+            step_grads = [g * min(1.0, max_grad_norm / (norm + eps)) for g in step_grads]
+        for i, g in enumerate(step_grads):
+            d = g - (g if previous[i] is None else previous[i])
+            m[i] = b1 * m[i] + (1 - b1) * g
+            s[i] = b2 * s[i] + (1 - b2) * d
+            n[i] = b3 * n[i] + (1 - b3) * (g + b2 * d) ** 2
+            m_hat, s_hat, n_hat = m[i] / (1 - b1 ** t), s[i] / (1 - b2 ** t), n[i] / (1 - b3 ** t)
+            step = lr * (m_hat + b2 * s_hat) / (n_hat.sqrt() + eps)
+            if no_prox:
+                params[i] = params[i] * (1 - lr * weight_decay) - step
+            else:
+                params[i] = (params[i] - step) / (1 + lr * weight_decay)
+            previous[i] = g
+    return params

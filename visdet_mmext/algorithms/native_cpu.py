@@ -1,11 +1,19 @@
 """Multi-tensor CPU kernels written in C, built once per machine with the system C compiler.
 
-For the cheapest update (Lion) the code torch.compile generates for CPU costs a quarter more
-than the memory traffic: it reloads every hyperparameter from memory in every vector iteration
-and needs one guarded Python call per few tensors. A C kernel takes every tensor of a step in
-one call, splits them into blocks over torch's OpenMP threads, and computes the eager formula
-operation by operation (``-ffp-contract=off``: no fused multiply-adds), so its results equal the
+For memory-bound updates the code torch.compile generates for CPU costs a quarter more than the
+memory traffic: it reloads every hyperparameter from memory in every vector iteration and needs
+one guarded Python call per few tensors. A C kernel takes every tensor of a step in one call,
+splits them into blocks over torch's OpenMP threads, and computes the eager formula operation by
+operation (``-ffp-contract=off``: no fused multiply-adds), so its element-wise results equal the
 single-tensor path bit for bit.
+
+Every kernel has one signature (:data:`PRELUDE` holds the shared block table)::
+
+    int NAME(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
+             int64_t block, int threads)
+
+``lists[k * count + t]`` is tensor ``k`` (param, grad, states... in the order of the work item)
+of tensor set ``t``; ``hp[t * width + i]`` its hyperparameters; nonzero return: out of memory.
 
 Built with ``$CC`` (default ``cc``) ``-O3 -march=native -fopenmp`` in well under a second and
 cached under ``$VISDET_MMEXT_CACHE`` (default ``~/.cache/visdet-mmext``)``/cpu_kernels/<key>/``,
@@ -24,6 +32,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 logger = logging.getLogger(__name__)
 progress = logging.getLogger("visdet_mmext.progress")
@@ -93,3 +103,60 @@ def library(name: str, source: str) -> ctypes.CDLL | None:
             logger.warning("visdet_mmext: native CPU %s kernel unavailable (%s); using the "
                            "torch.compile path", name, error)
     return _loaded[name]
+
+
+#: Shared by every kernel: the blocks (of at most ``block`` elements) of all tensors, as pairs
+#: (tensor, first element); NULL when out of memory.
+PRELUDE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static int64_t *make_blocks(int64_t count, const int64_t *numel, int64_t block, int64_t *total)
+{
+    int64_t blocks = 0;
+    for (int64_t t = 0; t < count; ++t) blocks += (numel[t] + block - 1) / block;
+    int64_t *owner = malloc(sizeof(int64_t) * 2 * (blocks ? blocks : 1));
+    if (!owner) return NULL;
+    for (int64_t t = 0, b = 0; t < count; ++t)
+        for (int64_t start = 0; start < numel[t]; start += block, ++b) {
+            owner[2 * b] = t;
+            owner[2 * b + 1] = start;
+        }
+    *total = blocks;
+    return owner;
+}
+"""
+
+#: Elements per block: a few arrays of 128 KiB, a unit of work for one thread.
+BLOCK = 1 << 15
+
+
+def _plain(t: torch.Tensor) -> bool:
+    # exactly a dense tensor (a subclass such as DTensor has no plain buffer behind data_ptr)
+    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout == torch.strided
+            and t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous())
+
+
+def step(name: str, source: str, width: int, works: list) -> list | None:
+    """Run kernel ``name`` (``PRELUDE + source`` defines ``<name>_step``) on the work items
+    ``(tensors, hp)`` whose tensors are plain contiguous fp32 CPU tensors (``hp``: ``width``
+    floats); return the others, or None where the kernel cannot be built."""
+    lib = library(name, PRELUDE + source)
+    if lib is None:
+        return None
+    mine, rest = [], []
+    for work in works:
+        (mine if all(_plain(t) for t in work[0]) else rest).append(work)
+    if mine:
+        count, arity = len(mine), len(mine[0][0])
+        status = getattr(lib, f"{name}_step")(
+            ctypes.c_int64(count),
+            (ctypes.c_void_p * (arity * count))(*(w[0][k].data_ptr() for k in range(arity)
+                                                  for w in mine)),
+            (ctypes.c_int64 * count)(*(w[0][0].numel() for w in mine)),
+            (ctypes.c_double * (width * count))(*(x for w in mine for x in w[1])),
+            ctypes.c_int64(BLOCK), ctypes.c_int(torch.get_num_threads()))
+        if status != 0:
+            raise MemoryError(f"the CPU {name} kernel could not allocate its block table")
+    return rest
