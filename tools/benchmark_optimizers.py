@@ -447,12 +447,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy-steps", type=int,
                         help="timed steps for Muon rows (CPU 2, CUDA 10)")
     parser.add_argument("--only", help="regex on optimizer names")
+    parser.add_argument("--sets", help="regex on parameter-set names (transformer10m, "
+                        "transformer, resnet50)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (torch.set_num_threads); 1 keeps a busy machine's "
+                        "spinning OpenMP threads out of the ratios")
     parser.add_argument("--out", default=str(ROOT / "benchmark_out"))
     parser.add_argument("--tag", help="file name stem (default: the device type)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hidden = args.hidden or (128 if args.quick else 2048 if gpu else 512)
     blocks = args.blocks or (2 if args.quick else 24 if gpu else 12)
     if args.heavy_warmup is None:
@@ -481,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"copy bandwidth {bandwidth:.1f} GB/s, fp32 matmul {peak:.0f} GFLOP/s (both re-measured "
         "every round, best kept)")
 
-    todo = [c for c in cases(device) if not args.only or re.search(args.only, c.name)]
+    todo = [c for c in cases(device) if (not args.only or re.search(args.only, c.name))
+            and (not args.sets or re.fullmatch(args.sets, c.set))]
     report_sets, results_by_key = {}, {}
     for set_name, (shapes, description) in set_shapes.items():
         if not any(c.set == set_name for c in todo):

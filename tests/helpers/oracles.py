@@ -130,3 +130,53 @@ def reference_adan(init, grads, lr, betas, eps, weight_decay, no_prox=False, max
                 params[i] = (params[i] - step) / (1 + lr * weight_decay)
             previous[i] = g
     return params
+
+
+def _rotate(x, bases, forward=True):
+    """``x`` with each dimension k that has a basis Q_k mapped by Q_k^T (forward) or Q_k."""
+    for k, q in enumerate(bases):
+        if q is not None:
+            x = torch.movedim(torch.tensordot(x, q if forward else q.T, dims=([k], [0])), -1, k)
+    return x
+
+
+def reference_soap(init, grads, lr, betas, eps, weight_decay, frequency, shampoo_beta=None,
+                   max_dim=10000):
+    """SOAP (Vyas et al. 2024, Algorithm 3), float64: Adam on the gradient rotated into the
+    eigenbases of Shampoo's factors, one factor per dimension (none for 1-D tensors or dimensions
+    above ``max_dim``). Step 1 only gathers the factors and takes their eigenvectors; every
+    ``frequency`` steps after, one power iteration and a QR refresh each basis, the second moment
+    re-ordered with the estimated eigenvalues."""
+    shampoo_beta = betas[1] if shampoo_beta is None else shampoo_beta
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    factors = [[torch.zeros(n, n, dtype=torch.float64) if p.ndim > 1 and n <= max_dim else None
+                for n in p.shape] for p in params]
+    bases = [None] * len(params)
+    for t, step_grads in enumerate(grads, start=1):
+        for i, g in enumerate(step_grads):
+            g, f = g.double(), factors[i]
+            if t > 1:
+                k = t - 1
+                m[i] = betas[0] * m[i] + (1 - betas[0]) * g
+                v[i] = betas[1] * v[i] + (1 - betas[1]) * _rotate(g, bases[i]) ** 2
+                normed = _rotate(m[i], bases[i]) / (v[i].sqrt() + eps)
+                size = lr * math.sqrt(1 - betas[1] ** k) / (1 - betas[0] ** k)
+                params[i] = params[i] - size * _rotate(normed, bases[i], forward=False)
+                params[i] = params[i] - lr * weight_decay * params[i]
+            for d, factor in enumerate(f):
+                if factor is not None:
+                    others = [j for j in range(g.ndim) if j != d]
+                    gram = torch.tensordot(g, g, dims=(others, others))
+                    f[d] = shampoo_beta * factor + (1 - shampoo_beta) * gram
+            if t == 1:
+                bases[i] = [None if a is None else torch.linalg.eigh(a)[1].flip(1) for a in f]
+            elif (t - 1) % frequency == 0:
+                for d, (a, q) in enumerate(zip(f, bases[i])):
+                    if a is None:
+                        continue
+                    order = torch.argsort(torch.diag(q.T @ a @ q), descending=True)
+                    v[i] = v[i].index_select(d, order)
+                    bases[i][d] = torch.linalg.qr(a @ q[:, order])[0]
+    return params

@@ -5,21 +5,34 @@ import torch
 from torch import Tensor
 
 
-def adam_state(state: dict, p: Tensor) -> dict:
-    """``state`` with Adam's step and moments, created on first use (torch's layout).
+def adam_state(state: dict, p: Tensor, extra: tuple[str, ...] = ()) -> dict:
+    """``state`` with Adam's step and moments (and zero tensors named ``extra``), created on first
+    use (torch's layout).
 
     A ``step`` loaded as a plain number (torch's older checkpoints) becomes a tensor again.
     """
     if not state:
         state["step"] = torch.tensor(0.0, dtype=torch.float32)
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        for key in ("exp_avg", "exp_avg_sq", *extra):
+            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
     elif not torch.is_tensor(state["step"]):
         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
     return state
 
 
-def bias_corrections(step: Tensor, beta1: float, beta2: float, enabled: bool = True) -> tuple:
+_ONE = torch.tensor(1.0)
+
+
+def advance(steps: list[Tensor]) -> list[int]:
+    """Add 1 to every step tensor (torch's layout: float32 CPU scalars) and return the new
+    counts. One foreach call with a tensor operand: a Python 1.0 would be wrapped per tensor."""
+    if not steps:
+        return []
+    torch._foreach_add_(steps, _ONE, alpha=1.0)
+    return [int(step) for step in steps]
+
+
+def bias_corrections(step: Tensor | int, beta1: float, beta2: float, enabled: bool = True) -> tuple:
     """``(1 - beta1^t, sqrt(1 - beta2^t))`` in double precision, or ones when disabled."""
     if not enabled:
         return (1.0, 1.0)

@@ -26,9 +26,11 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
+from ._adam import adam_state, advance
 
 #: hyperparameters per tensor: clip, beta1, 1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3,
-#: sqrt(bc3), eps, lr / bc1, lr * beta2 / bc2, decay, prox, seen (0 at t = 1: d = 0)
+#: 1 / sqrt(bc3), eps, lr / bc1, lr * beta2 / bc2, decay, 1 / prox, seen (0 at t = 1: d = 0);
+#: reciprocals, so that an element costs one division and one root
 _WIDTH = 14
 
 
@@ -38,31 +40,31 @@ def _adan_hp(lr: float, betas: tuple, eps: float, weight_decay: float, no_prox: 
     decay = 1 - lr * weight_decay if no_prox else 1.0
     prox = 1.0 if no_prox else 1 + lr * weight_decay
     return (clip, beta1, 1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3,
-            math.sqrt(1 - beta3 ** step), eps, lr / (1 - beta1 ** step),
-            lr * beta2 / (1 - beta2 ** step), decay, prox, 0.0 if step == 1 else 1.0)
+            1 / math.sqrt(1 - beta3 ** step), eps, lr / (1 - beta1 ** step),
+            lr * beta2 / (1 - beta2 ** step), decay, 1 / prox, 0.0 if step == 1 else 1.0)
 
 
 def _adan_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, exp_avg_diff: Tensor,
                  neg_pre_grad: Tensor, hp) -> None:
     clip, beta1, one_minus_beta1, beta2, one_minus_beta2 = hp[0], hp[1], hp[2], hp[3], hp[4]
-    beta3, one_minus_beta3, bc3_sqrt, eps = hp[5], hp[6], hp[7], hp[8]
-    step_size, diff_step_size, decay, prox, seen = hp[9], hp[10], hp[11], hp[12], hp[13]
+    beta3, one_minus_beta3, inv_bc3_sqrt, eps = hp[5], hp[6], hp[7], hp[8]
+    step_size, diff_step_size, decay, inv_prox, seen = hp[9], hp[10], hp[11], hp[12], hp[13]
     g = g * clip
     diff = g * seen + neg_pre_grad  # neg_pre_grad is 0 before the first step
     exp_avg.mul_(beta1).add_(g * one_minus_beta1)
     exp_avg_diff.mul_(beta2).add_(diff * one_minus_beta2)
     nesterov = diff * beta2 + g
     exp_avg_sq.mul_(beta3).add_(nesterov * nesterov * one_minus_beta3)
-    denom = exp_avg_sq.sqrt() / bc3_sqrt + eps
-    p.mul_(decay).sub_(exp_avg / denom * step_size).sub_(exp_avg_diff / denom * diff_step_size)
-    p.div_(prox)
+    denom = exp_avg_sq.sqrt() * inv_bc3_sqrt + eps
+    p.mul_(decay).sub_((exp_avg * step_size + exp_avg_diff * diff_step_size) / denom)
+    p.mul_(inv_prox)
     neg_pre_grad.copy_(g.neg_())
 
 
 def _adan_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
     params, grads, exp_avgs, exp_avg_sqs, exp_avg_diffs, neg_pre_grads = lists
-    (clip, beta1, one_minus_beta1, beta2, one_minus_beta2, beta3, one_minus_beta3, bc3_sqrt, eps,
-     step_size, diff_step_size, decay, prox, seen) = hp
+    (clip, beta1, one_minus_beta1, beta2, one_minus_beta2, beta3, one_minus_beta3, inv_bc3_sqrt,
+     eps, step_size, diff_step_size, decay, inv_prox, seen) = hp
     grads = torch._foreach_mul(grads, clip)
     diffs = torch._foreach_mul(grads, seen)
     torch._foreach_add_(diffs, neg_pre_grads)
@@ -78,16 +80,14 @@ def _adan_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
     torch._foreach_add_(exp_avg_sqs, diffs)
     del diffs
     denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, bc3_sqrt)
+    torch._foreach_mul_(denom, inv_bc3_sqrt)
     torch._foreach_add_(denom, eps)
     torch._foreach_mul_(params, decay)
-    update = torch._foreach_div(exp_avgs, denom)
-    torch._foreach_mul_(update, step_size)
+    update = torch._foreach_mul(exp_avgs, step_size)
+    torch._foreach_add_(update, torch._foreach_mul(exp_avg_diffs, diff_step_size))
+    torch._foreach_div_(update, denom)
     torch._foreach_sub_(params, update)
-    update = torch._foreach_div(exp_avg_diffs, denom)
-    torch._foreach_mul_(update, diff_step_size)
-    torch._foreach_sub_(params, update)
-    torch._foreach_div_(params, prox)
+    torch._foreach_mul_(params, inv_prox)
     torch._foreach_neg_(grads)
     torch._foreach_copy_(neg_pre_grads, grads)
 
@@ -108,8 +108,9 @@ int adan_step(int64_t count, float *const *lists, const int64_t *numel, const do
         const float clip = (float)h[0], beta1 = (float)h[1], one_minus_beta1 = (float)h[2];
         const float beta2 = (float)h[3], one_minus_beta2 = (float)h[4];
         const float beta3 = (float)h[5], one_minus_beta3 = (float)h[6];
-        const float bc3_sqrt = (float)h[7], eps = (float)h[8], step_size = (float)h[9];
-        const float diff_step_size = (float)h[10], decay = (float)h[11], prox = (float)h[12];
+        const float inv_bc3_sqrt = (float)h[7], eps = (float)h[8], step_size = (float)h[9];
+        const float diff_step_size = (float)h[10], decay = (float)h[11];
+        const float inv_prox = (float)h[12];
         const float seen = (float)h[13];
         float *restrict p = lists[t], *restrict m = lists[2 * count + t];
         float *restrict n = lists[3 * count + t], *restrict s = lists[4 * count + t];
@@ -123,9 +124,8 @@ int adan_step(int64_t count, float *const *lists, const int64_t *numel, const do
             s[i] = s[i] * beta2 + d * one_minus_beta2;
             const float nesterov = d * beta2 + g;
             n[i] = n[i] * beta3 + nesterov * nesterov * one_minus_beta3;
-            const float denom = sqrtf(n[i]) / bc3_sqrt + eps;
-            p[i] = ((p[i] * decay - m[i] / denom * step_size) - s[i] / denom * diff_step_size)
-                   / prox;
+            const float denom = sqrtf(n[i]) * inv_bc3_sqrt + eps;
+            p[i] = (p[i] * decay - (m[i] * step_size + s[i] * diff_step_size) / denom) * inv_prox;
             neg_prev[i] = -g;
         }
     }
@@ -201,25 +201,21 @@ class Adan(Optimizer):
                 if p.grad is None:
                     continue
                 grad = dispatch.check_grad("Adan", p, group["maximize"])
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    for key in ("exp_avg", "exp_avg_sq", "exp_avg_diff", "neg_pre_grad"):
-                        state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                elif not torch.is_tensor(state["step"]):
-                    state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
+                state = adam_state(self.state[p], p, ("exp_avg_diff", "neg_pre_grad"))
                 steps.append(state["step"])
                 tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"],
                                 state["exp_avg_diff"], state["neg_pre_grad"]))
-            if steps:
-                torch._foreach_add_(steps, 1.0)
-            pending.append((group, tensors, steps))
+            pending.append((group, tensors, advance(steps)))
         clip = self._clip_factor([ts[1] for _, tensors, _ in pending for ts in tensors])
         works = []
         for group, tensors, steps in pending:
             settings = (float(group["lr"]), tuple(float(b) for b in group["betas"]),
                         float(group["eps"]), float(group["weight_decay"]), group["no_prox"], clip)
-            works += [(ts, _adan_hp(*settings, int(step))) for ts, step in zip(tensors, steps)]
+            hps: dict[int, tuple] = {}  # one per distinct step count
+            for ts, step in zip(tensors, steps):
+                if step not in hps:
+                    hps[step] = _adan_hp(*settings, step)
+                works.append((ts, hps[step]))
         dispatch.run(_KERNEL, _adan_foreach, works, self.defaults["fast"],
                      self.defaults["foreach"])
         return loss

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_state
+from ._adam import adam_state, advance
 
 #: hyperparameters per tensor: lr, decay, wd_grad, beta1, 1 - beta1, beta2, 1 - beta2, eps, clip
 _WIDTH = 9
@@ -175,9 +175,11 @@ class ADOPT(Optimizer):
                 state = adam_state(self.state[p], p)
                 steps.append(state["step"])
                 tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"]))
-            if steps:
-                torch._foreach_add_(steps, 1.0)
-            works += [(ts, _adopt_hp(*settings, int(step))) for ts, step in zip(tensors, steps)]
+            hps: dict[int, tuple] = {}  # one per distinct step count
+            for ts, step in zip(tensors, advance(steps)):
+                if step not in hps:
+                    hps[step] = _adopt_hp(*settings, step)
+                works.append((ts, hps[step]))
         dispatch.run(_KERNEL, _adopt_foreach, works, self.defaults["fast"],
                      self.defaults["foreach"])
         return loss

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_moments, adam_moments_foreach, adam_state, bias_corrections
+from ._adam import adam_moments, adam_moments_foreach, adam_state, advance, bias_corrections
 
 
 def _lamb_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> None:
@@ -58,14 +58,26 @@ def _lamb_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
         torch._foreach_add_(params, updates, alpha=-lr)
 
 
-# Pass 1 (every block of every tensor): moments, and the block's sums of p^2 and u^2; the
-# tensors' trust ratios from the sums, in block order; pass 2: u again, and the update. The
-# element-wise arithmetic is _lamb_tensor's, operation by operation.
+# Tensors are taken in groups of about _GROUP elements. Per group: pass 1 over its blocks
+# (moments, and each block's sums of p^2 and u^2), then pass 2 (u again, and the update scaled by
+# the trust ratio, summed from the tensor's block sums in block order: the same result with any
+# number of threads). A group's pass 2 reads what its pass 1 just wrote while it is still in the
+# cache, and the same thread takes the same block in both passes (static schedules of one
+# range). u's scalars are reciprocals (one division and one root per element and pass).
 _LAMB_C = r"""
-static inline float lamb_update(float p, float m, float v, float wd, float bc1, float bc2_sqrt,
-                                float eps)
+#define GROUP (1 << 18)
+
+static inline float lamb_update(float p, float m, float v, const float *c)
 {
-    return (m / bc1) / (sqrtf(v) / bc2_sqrt + eps) + p * wd;
+    return (m * c[1]) / (sqrtf(v) * c[2] + c[3]) + p * c[0];
+}
+
+static inline void lamb_constants(const double *h, float *c)
+{
+    c[0] = (float)h[1];             /* weight decay */
+    c[1] = (float)(1.0 / h[5]);     /* 1 / bc1 */
+    c[2] = (float)(1.0 / h[6]);     /* 1 / sqrt(bc2) */
+    c[3] = (float)h[4];             /* eps */
 }
 
 int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
@@ -74,20 +86,25 @@ int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const do
     int64_t blocks;
     int64_t *owner = make_blocks(count, numel, block, &blocks);
     double *sums = malloc(sizeof(double) * 2 * (blocks ? blocks : 1));
-    float *scale = malloc(sizeof(float) * (count ? count : 1));
-    if (!owner || !sums || !scale) {
-        free(owner); free(sums); free(scale);
+    int64_t *first = malloc(sizeof(int64_t) * (count + 1));
+    if (!owner || !sums || !first) {
+        free(owner); free(sums); free(first);
         return 1;
     }
+    first[0] = 0;
+    for (int64_t t = 0; t < count; ++t) first[t + 1] = first[t] + (numel[t] + block - 1) / block;
     #pragma omp parallel num_threads(threads)
-    {
+    for (int64_t t0 = 0, t1 = 0; t0 < count; t0 = t1) {
+        int64_t elements = numel[t1++];
+        while (t1 < count && elements + numel[t1] <= GROUP) elements += numel[t1++];
         #pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t b = first[t0]; b < first[t1]; ++b) {
             const int64_t t = owner[2 * b], start = owner[2 * b + 1];
             const int64_t end = start + block < numel[t] ? start + block : numel[t];
             const double *h = hp + 8 * t;
-            const float wd = (float)h[1], beta2 = (float)h[3];
-            const float eps = (float)h[4], bc1 = (float)h[5], bc2_sqrt = (float)h[6];
+            float c[4];
+            lamb_constants(h, c);
+            const float beta2 = (float)h[3];
             const float w1 = (float)(1.0 - h[2]), w2 = (float)(1.0 - h[3]);
             const float *restrict p = lists[t], *restrict g = lists[count + t];
             float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
@@ -96,39 +113,35 @@ int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const do
             for (int64_t i = start; i < end; ++i) {
                 m[i] = m[i] + w1 * (g[i] - m[i]);
                 v[i] = v[i] * beta2 + g[i] * (g[i] * w2);
-                const float u = lamb_update(p[i], m[i], v[i], wd, bc1, bc2_sqrt, eps);
+                const float u = lamb_update(p[i], m[i], v[i], c);
                 p2 += (double)p[i] * p[i];
                 u2 += (double)u * u;
             }
             sums[2 * b] = p2;
             sums[2 * b + 1] = u2;
         }
-        #pragma omp single
-        for (int64_t t = 0, b = 0; t < count; ++t) {
-            double p2 = 0.0, u2 = 0.0;
-            for (int64_t start = 0; start < numel[t]; start += block, ++b) {
-                p2 += sums[2 * b];
-                u2 += sums[2 * b + 1];
-            }
-            const double *h = hp + 8 * t;
-            const double ratio = p2 > 0.0 && u2 > 0.0 && h[7] > 0.0 ? sqrt(p2) / sqrt(u2) : 1.0;
-            scale[t] = (float)(ratio * h[0]);
-        }
-        #pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b) {
+        #pragma omp for schedule(static) nowait
+        for (int64_t b = first[t0]; b < first[t1]; ++b) {
             const int64_t t = owner[2 * b], start = owner[2 * b + 1];
             const int64_t end = start + block < numel[t] ? start + block : numel[t];
             const double *h = hp + 8 * t;
-            const float wd = (float)h[1], eps = (float)h[4], bc1 = (float)h[5];
-            const float bc2_sqrt = (float)h[6], step = scale[t];
+            double p2 = 0.0, u2 = 0.0;
+            for (int64_t k = first[t]; k < first[t + 1]; ++k) {
+                p2 += sums[2 * k];
+                u2 += sums[2 * k + 1];
+            }
+            const double ratio = p2 > 0.0 && u2 > 0.0 && h[7] > 0.0 ? sqrt(p2) / sqrt(u2) : 1.0;
+            const float step = (float)(ratio * h[0]);
+            float c[4];
+            lamb_constants(h, c);
             float *restrict p = lists[t];
             const float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
             #pragma omp simd
             for (int64_t i = start; i < end; ++i)
-                p[i] = p[i] - lamb_update(p[i], m[i], v[i], wd, bc1, bc2_sqrt, eps) * step;
+                p[i] = p[i] - lamb_update(p[i], m[i], v[i], c) * step;
         }
     }
-    free(owner); free(sums); free(scale);
+    free(owner); free(sums); free(first);
     return 0;
 }
 """
@@ -192,11 +205,12 @@ class LAMB(Optimizer):
                 state = adam_state(self.state[p], p)
                 steps.append(state["step"])
                 works.append([(p, grad, state["exp_avg"], state["exp_avg_sq"]), None])
-            if steps:
-                torch._foreach_add_(steps, 1.0)
-            for work, step in zip(works[len(works) - len(steps):], steps):
-                work[1] = base + bias_corrections(step, beta1, beta2, group["bias_correction"]) \
-                    + (adapt,)
+            hps: dict[int, tuple] = {}  # one per distinct step count
+            for work, step in zip(works[len(works) - len(steps):], advance(steps)):
+                if step not in hps:
+                    hps[step] = base + bias_corrections(step, beta1, beta2,
+                                                        group["bias_correction"]) + (adapt,)
+                work[1] = hps[step]
         dispatch.run(_KERNEL, _lamb_foreach, [tuple(w) for w in works], self.defaults["fast"],
                      self.defaults["foreach"])
         return loss

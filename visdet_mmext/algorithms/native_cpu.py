@@ -22,6 +22,7 @@ kernel is unavailable, the reason is logged once and the caller takes another pa
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import hashlib
 import logging
@@ -38,7 +39,8 @@ import torch
 logger = logging.getLogger(__name__)
 progress = logging.getLogger("visdet_mmext.progress")
 
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-fPIC",
+         "-shared")
 
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
@@ -132,10 +134,17 @@ static int64_t *make_blocks(int64_t count, const int64_t *numel, int64_t block, 
 BLOCK = 1 << 15
 
 
-def _plain(t: torch.Tensor) -> bool:
-    # exactly a dense tensor (a subclass such as DTensor has no plain buffer behind data_ptr)
-    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout == torch.strided
-            and t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous())
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_F32 = torch.float32
+
+
+def _fits(tensors: tuple) -> bool:
+    # exactly dense fp32 CPU tensors (a subclass such as DTensor has no plain buffer behind
+    # data_ptr; sparse gradients are refused before the kernels)
+    for t in tensors:
+        if type(t) not in _PLAIN or t.dtype != _F32 or not t.is_cpu or not t.is_contiguous():
+            return False
+    return True
 
 
 def step(name: str, source: str, width: int, works: list) -> list | None:
@@ -147,15 +156,20 @@ def step(name: str, source: str, width: int, works: list) -> list | None:
         return None
     mine, rest = [], []
     for work in works:
-        (mine if all(_plain(t) for t in work[0]) else rest).append(work)
+        (mine if _fits(work[0]) else rest).append(work)
     if mine:
         count, arity = len(mine), len(mine[0][0])
+        # arrays built in C (array.array) and shared with ctypes: a ctypes constructor call with
+        # one argument per pointer costs more than the kernel on small models
+        pointers = array.array("q", [w[0][k].data_ptr() for k in range(arity) for w in mine])
+        numel = array.array("q", [w[0][0].numel() for w in mine])
+        hp = array.array("d", [x for w in mine for x in w[1]])
+        if len(hp) != width * count:
+            raise ValueError(f"{name}: {width} hyperparameters per tensor expected")
         status = getattr(lib, f"{name}_step")(
-            ctypes.c_int64(count),
-            (ctypes.c_void_p * (arity * count))(*(w[0][k].data_ptr() for k in range(arity)
-                                                  for w in mine)),
-            (ctypes.c_int64 * count)(*(w[0][0].numel() for w in mine)),
-            (ctypes.c_double * (width * count))(*(x for w in mine for x in w[1])),
+            ctypes.c_int64(count), (ctypes.c_void_p * len(pointers)).from_buffer(pointers),
+            (ctypes.c_int64 * count).from_buffer(numel),
+            (ctypes.c_double * len(hp)).from_buffer(hp),
             ctypes.c_int64(BLOCK), ctypes.c_int(torch.get_num_threads()))
         if status != 0:
             raise MemoryError(f"the CPU {name} kernel could not allocate its block table")
