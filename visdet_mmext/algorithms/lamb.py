@@ -58,13 +58,14 @@ def _lamb_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
         torch._foreach_add_(params, updates, alpha=-lr)
 
 
-# Tensors are taken in groups of about _GROUP elements. Per group: pass 1 over its blocks
-# (moments, and each block's sums of p^2 and u^2), then pass 2 (u again, and the update scaled by
-# the trust ratio, summed from the tensor's block sums in block order: the same result with any
-# number of threads). A group's pass 2 reads what its pass 1 just wrote while it is still in the
-# cache, and the same thread takes the same block in both passes (static schedules of one
-# range). u's scalars are reciprocals (one division and one root per element and pass).
+# Tensors are taken in groups of about GROUP elements. Per group, every thread takes one
+# contiguous share of the group's blocks: pass 1 over it (moments, and each block's sums of p^2
+# and u^2), a barrier, then pass 2 over the same share backwards (u again, and the update scaled
+# by the trust ratio, summed from the tensor's block sums in block order: the same result with
+# any number of threads), so that it starts with what pass 1 left in the cache. u's scalars are
+# reciprocals: one division and one root per element and pass.
 _LAMB_C = r"""
+#include <omp.h>
 #define GROUP (1 << 18)
 
 static inline float lamb_update(float p, float m, float v, const float *c)
@@ -78,6 +79,53 @@ static inline void lamb_constants(const double *h, float *c)
     c[1] = (float)(1.0 / h[5]);     /* 1 / bc1 */
     c[2] = (float)(1.0 / h[6]);     /* 1 / sqrt(bc2) */
     c[3] = (float)h[4];             /* eps */
+}
+
+static void lamb_moments(int64_t b, int64_t count, float *const *lists, const int64_t *numel,
+                         const double *hp, int64_t block, const int64_t *owner, double *sums)
+{
+    const int64_t t = owner[2 * b], start = owner[2 * b + 1];
+    const int64_t end = start + block < numel[t] ? start + block : numel[t];
+    const double *h = hp + 8 * t;
+    float c[4];
+    lamb_constants(h, c);
+    const float beta2 = (float)h[3], w1 = (float)(1.0 - h[2]), w2 = (float)(1.0 - h[3]);
+    const float *restrict p = lists[t], *restrict g = lists[count + t];
+    float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
+    double p2 = 0.0, u2 = 0.0;
+    #pragma omp simd reduction(+:p2, u2)
+    for (int64_t i = start; i < end; ++i) {
+        m[i] = m[i] + w1 * (g[i] - m[i]);
+        v[i] = v[i] * beta2 + g[i] * (g[i] * w2);
+        const float u = lamb_update(p[i], m[i], v[i], c);
+        p2 += (double)p[i] * p[i];
+        u2 += (double)u * u;
+    }
+    sums[2 * b] = p2;
+    sums[2 * b + 1] = u2;
+}
+
+static void lamb_apply(int64_t b, int64_t count, float *const *lists, const int64_t *numel,
+                       const double *hp, int64_t block, const int64_t *owner,
+                       const int64_t *first, const double *sums)
+{
+    const int64_t t = owner[2 * b], start = owner[2 * b + 1];
+    const int64_t end = start + block < numel[t] ? start + block : numel[t];
+    const double *h = hp + 8 * t;
+    double p2 = 0.0, u2 = 0.0;
+    for (int64_t k = first[t]; k < first[t + 1]; ++k) {
+        p2 += sums[2 * k];
+        u2 += sums[2 * k + 1];
+    }
+    const double ratio = p2 > 0.0 && u2 > 0.0 && h[7] > 0.0 ? sqrt(p2) / sqrt(u2) : 1.0;
+    const float step = (float)(ratio * h[0]);
+    float c[4];
+    lamb_constants(h, c);
+    float *restrict p = lists[t];
+    const float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
+    #pragma omp simd
+    for (int64_t i = start; i < end; ++i)
+        p[i] = p[i] - lamb_update(p[i], m[i], v[i], c) * step;
 }
 
 int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
@@ -94,51 +142,18 @@ int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const do
     first[0] = 0;
     for (int64_t t = 0; t < count; ++t) first[t + 1] = first[t] + (numel[t] + block - 1) / block;
     #pragma omp parallel num_threads(threads)
-    for (int64_t t0 = 0, t1 = 0; t0 < count; t0 = t1) {
-        int64_t elements = numel[t1++];
-        while (t1 < count && elements + numel[t1] <= GROUP) elements += numel[t1++];
-        #pragma omp for schedule(static)
-        for (int64_t b = first[t0]; b < first[t1]; ++b) {
-            const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-            const int64_t end = start + block < numel[t] ? start + block : numel[t];
-            const double *h = hp + 8 * t;
-            float c[4];
-            lamb_constants(h, c);
-            const float beta2 = (float)h[3];
-            const float w1 = (float)(1.0 - h[2]), w2 = (float)(1.0 - h[3]);
-            const float *restrict p = lists[t], *restrict g = lists[count + t];
-            float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
-            double p2 = 0.0, u2 = 0.0;
-            #pragma omp simd reduction(+:p2, u2)
-            for (int64_t i = start; i < end; ++i) {
-                m[i] = m[i] + w1 * (g[i] - m[i]);
-                v[i] = v[i] * beta2 + g[i] * (g[i] * w2);
-                const float u = lamb_update(p[i], m[i], v[i], c);
-                p2 += (double)p[i] * p[i];
-                u2 += (double)u * u;
-            }
-            sums[2 * b] = p2;
-            sums[2 * b + 1] = u2;
-        }
-        #pragma omp for schedule(static) nowait
-        for (int64_t b = first[t0]; b < first[t1]; ++b) {
-            const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-            const int64_t end = start + block < numel[t] ? start + block : numel[t];
-            const double *h = hp + 8 * t;
-            double p2 = 0.0, u2 = 0.0;
-            for (int64_t k = first[t]; k < first[t + 1]; ++k) {
-                p2 += sums[2 * k];
-                u2 += sums[2 * k + 1];
-            }
-            const double ratio = p2 > 0.0 && u2 > 0.0 && h[7] > 0.0 ? sqrt(p2) / sqrt(u2) : 1.0;
-            const float step = (float)(ratio * h[0]);
-            float c[4];
-            lamb_constants(h, c);
-            float *restrict p = lists[t];
-            const float *restrict m = lists[2 * count + t], *restrict v = lists[3 * count + t];
-            #pragma omp simd
-            for (int64_t i = start; i < end; ++i)
-                p[i] = p[i] - lamb_update(p[i], m[i], v[i], c) * step;
+    {
+        const int64_t me = omp_get_thread_num(), team = omp_get_num_threads();
+        for (int64_t t0 = 0, t1 = 0; t0 < count; t0 = t1) {
+            int64_t elements = numel[t1++];
+            while (t1 < count && elements + numel[t1] <= GROUP) elements += numel[t1++];
+            const int64_t n = first[t1] - first[t0];
+            const int64_t lo = first[t0] + n * me / team, hi = first[t0] + n * (me + 1) / team;
+            for (int64_t b = lo; b < hi; ++b)
+                lamb_moments(b, count, lists, numel, hp, block, owner, sums);
+            #pragma omp barrier
+            for (int64_t b = hi - 1; b >= lo; --b)
+                lamb_apply(b, count, lists, numel, hp, block, owner, first, sums);
         }
     }
     free(owner); free(sums); free(first);
