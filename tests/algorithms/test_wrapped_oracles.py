@@ -1,13 +1,13 @@
 """The optimizers this package wraps, against their papers' algorithms written out independently
-in float64 (tests/helpers/oracles.py): Prodigy, schedule-free AdamW, Hugging Face Adafactor and
+in float64 (tests/helpers/oracles.py): Prodigy, D-Adaptation Adam, schedule-free AdamW, Hugging Face Adafactor and
 bitsandbytes' 32-bit Adam, AdamW, Lion and SGD. Differences that are theirs are documented where
 they are listed (docs/fidelity.md)."""
 import pytest
 import torch
 
 from native_utils import assert_rel_close, fresh, make_problem, run
-from oracles import (reference_adafactor, reference_adam, reference_lion, reference_prodigy,
-                     reference_schedule_free_adamw, reference_sgd_momentum)
+from oracles import (reference_adafactor, reference_adam, reference_dadapt_adam, reference_lion,
+                     reference_prodigy, reference_schedule_free_adamw, reference_sgd_momentum)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,6 +24,16 @@ def test_prodigy_is_the_papers_algorithm():
     expected = reference_prodigy(init, grads, **kw)
     params = fresh(init)
     run(prodigyopt.Prodigy(params, **kw), params, grads)
+    assert_rel_close(params, expected, 1e-9)
+
+
+def test_dadapt_adam_is_the_papers_algorithm():
+    dadaptation = pytest.importorskip("dadaptation")
+    init, grads = problem(4)
+    kw = dict(lr=1.0, betas=(0.9, 0.999), eps=1e-8, d0=1e-6)
+    expected = reference_dadapt_adam(init, grads, **kw)
+    params = fresh(init)
+    run(dadaptation.DAdaptAdam(params, **kw), params, grads)
     assert_rel_close(params, expected, 1e-9)
 
 

@@ -290,3 +290,29 @@ def reference_sgd_momentum(init, grads, lr, momentum, weight_decay=0.0):
             bufs[i] = g.clone() if bufs[i] is None else momentum * bufs[i] + g
             params[i] = params[i] - lr * bufs[i]
     return params
+
+
+def reference_dadapt_adam(init, grads, lr, betas, eps, d0):
+    """D-Adaptation Adam (Defazio & Mishchenko 2023, the Adam variant of its appendix), float64,
+    no weight decay: d grows to max(d, r / ((1 - sqrt(beta2)) ||s||_1)), r weighting each
+    gradient's correlation with s / (sqrt(v) + eps) before this step's moments."""
+    beta1, beta2 = betas
+    root = math.sqrt(beta2)
+    params = [t.double().clone() for t in init]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    s = [torch.zeros_like(p) for p in params]
+    d, r = d0, 0.0
+    for step_grads in grads:
+        step = d * lr
+        gain = 0.0
+        for i, g in enumerate(step_grads):
+            g = g.double()
+            gain += step * float((g * s[i] / (v[i].sqrt() + eps)).sum())
+            m[i] = beta1 * m[i] + (1 - beta1) * step * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            s[i] = root * s[i] + (1 - root) * step * g
+        r = root * r + (1 - root) * gain
+        d = max(d, r / ((1 - root) * sum(float(x.abs().sum()) for x in s)))
+        params = [x - mi / (vi.sqrt() + eps) for x, mi, vi in zip(params, m, v)]
+    return params
