@@ -127,3 +127,20 @@ def test_state_dict_round_trip_keeps_settings_through_torch_save():
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=True)
     assert all(group["maximize"] for group in loaded["param_groups"])
+
+
+class _Subclass(torch.Tensor):
+    """A tensor subclass (as DTensor is one): no plain buffer may be assumed behind it."""
+
+
+@pytest.mark.parametrize("name", ["Lion", "LAMB", "ADOPT", "Adan"])
+def test_tensor_subclasses_leave_the_c_kernels_and_step_alike(name):
+    init, grads = make_problem(seed=6, steps=3, shapes=SHAPES)
+    plain = fresh(init)
+    run(OPTIMIZERS[name](plain, fast=True), plain, grads)
+    wrapped = [torch.nn.Parameter(t.clone().as_subclass(_Subclass)) for t in init]
+    run(OPTIMIZERS[name](wrapped, fast=True), wrapped, [[g.as_subclass(_Subclass) for g in s]
+                                                        for s in grads])
+    assert all(type(p) is _Subclass for p in wrapped)
+    for a, b in zip(wrapped, plain):
+        torch.testing.assert_close(a.as_subclass(torch.Tensor), b.detach(), rtol=1e-5, atol=1e-6)
