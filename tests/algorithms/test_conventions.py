@@ -3,8 +3,9 @@ path.
 
 copy.deepcopy and pickle keep every setting (the copy steps exactly like the original);
 a state dict whose ``step`` is a plain number loads (torch's ``test_load_nontensor_step``);
-``maximize`` ascends; fp16/bf16 parameters give the same result on the single-tensor, foreach
-and compiled paths (computed in fp32, rounded once), where eager fp16 arithmetic would overflow.
+``maximize`` ascends; ``p.grad`` is only read; fp16/bf16 parameters give the same result on the
+single-tensor, foreach and compiled paths (computed in fp32, rounded once), where eager fp16
+arithmetic would overflow; tensor subclasses (as DTensor) leave the C kernels.
 """
 import copy
 import io
@@ -90,6 +91,21 @@ def test_maximize_equals_minimizing_the_negated_objective(name, path):
     run(OPTIMIZERS[name](descended, **PATHS[path]), descended, negated)
     for a, b in zip(ascended, descended):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_gradients_are_only_read(name, path):
+    # maximize (and Adan's global clip) change the gradient the update uses, never p.grad
+    init, grads = make_problem(seed=7, steps=3, shapes=SHAPES)
+    params = fresh(init)
+    optimizer = OPTIMIZERS[name](params, maximize=True, **PATHS[path])
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+        for p, g in zip(params, step_grads):
+            assert torch.equal(p.grad, g)
 
 
 def _ulps(a, b, dtype):

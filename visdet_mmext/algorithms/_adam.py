@@ -1,8 +1,14 @@
-"""Adam's moments, shared by LAMB and Muon's AdamW side (torch's state layout and formulas)."""
+"""Adam's state and moments, shared by LAMB, ADOPT, Adan and Muon's AdamW side (torch's state
+layout and formulas)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
+
+from .dispatch import check_grad
 
 
 def adam_state(state: dict, p: Tensor, extra: tuple[str, ...] = ()) -> dict:
@@ -30,6 +36,30 @@ def advance(steps: list[Tensor]) -> list[int]:
         return []
     torch._foreach_add_(steps, _ONE, alpha=1.0)
     return [int(step) for step in steps]
+
+
+def adam_works(optimizer: Optimizer, name: str, hp_for: Callable[[dict, int], tuple],
+               extra: tuple[str, ...] = ()) -> list:
+    """The dispatch work items of one step: ``((p, grad, exp_avg, exp_avg_sq, *extra states),
+    hp_for(group, step))`` for every parameter with a gradient, its step advanced first;
+    ``hp_for`` is called once per group and distinct step count."""
+    works = []
+    for group in optimizer.param_groups:
+        tensors, steps = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = check_grad(name, p, group["maximize"])
+            state = adam_state(optimizer.state[p], p, extra)
+            steps.append(state["step"])
+            tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"],
+                            *(state[key] for key in extra)))
+        hps: dict[int, tuple] = {}
+        for ts, step in zip(tensors, advance(steps)):
+            if step not in hps:
+                hps[step] = hp_for(group, step)
+            works.append((ts, hps[step]))
+    return works
 
 
 def bias_corrections(step: Tensor | int, beta1: float, beta2: float, enabled: bool = True) -> tuple:

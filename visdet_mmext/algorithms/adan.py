@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_state, advance
+from ._adam import adam_works
 
 #: hyperparameters per tensor: clip, beta1, 1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3,
 #: 1 / sqrt(bc3), eps, lr / bc1, lr * beta2 / bc2, decay, 1 / prox, seen (0 at t = 1: d = 0);
@@ -34,13 +34,14 @@ from ._adam import adam_state, advance
 _WIDTH = 14
 
 
-def _adan_hp(lr: float, betas: tuple, eps: float, weight_decay: float, no_prox: bool,
-             clip: float, step: int) -> tuple:
-    beta1, beta2, beta3 = betas
+def _adan_hp(group: dict, clip: float, step: int) -> tuple:
+    lr, weight_decay = float(group["lr"]), float(group["weight_decay"])
+    beta1, beta2, beta3 = (float(b) for b in group["betas"])
+    no_prox = group["no_prox"]
     decay = 1 - lr * weight_decay if no_prox else 1.0
     prox = 1.0 if no_prox else 1 + lr * weight_decay
     return (clip, beta1, 1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3,
-            1 / math.sqrt(1 - beta3 ** step), eps, lr / (1 - beta1 ** step),
+            1 / math.sqrt(1 - beta3 ** step), float(group["eps"]), lr / (1 - beta1 ** step),
             lr * beta2 / (1 - beta2 ** step), decay, 1 / prox, 0.0 if step == 1 else 1.0)
 
 
@@ -94,43 +95,38 @@ def _adan_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
 
 # _adan_tensor element by element (sqrtf is correctly rounded, torch's CPU sqrt within an ulp).
 _ADAN_C = r"""
-int adan_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
-              int64_t block, int threads)
+static void adan_block(int64_t count, float *const *lists, const double *hp, int64_t t,
+                       int64_t start, int64_t end)
 {
-    int64_t blocks;
-    int64_t *owner = make_blocks(count, numel, block, &blocks);
-    if (!owner) return 1;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-        const int64_t end = start + block < numel[t] ? start + block : numel[t];
-        const double *h = hp + 14 * t;
-        const float clip = (float)h[0], beta1 = (float)h[1], one_minus_beta1 = (float)h[2];
-        const float beta2 = (float)h[3], one_minus_beta2 = (float)h[4];
-        const float beta3 = (float)h[5], one_minus_beta3 = (float)h[6];
-        const float inv_bc3_sqrt = (float)h[7], eps = (float)h[8], step_size = (float)h[9];
-        const float diff_step_size = (float)h[10], decay = (float)h[11];
-        const float inv_prox = (float)h[12];
-        const float seen = (float)h[13];
-        float *restrict p = lists[t], *restrict m = lists[2 * count + t];
-        float *restrict n = lists[3 * count + t], *restrict s = lists[4 * count + t];
-        float *restrict neg_prev = lists[5 * count + t];
-        const float *restrict grad = lists[count + t];
-        #pragma omp simd
-        for (int64_t i = start; i < end; ++i) {
-            const float g = grad[i] * clip;
-            const float d = g * seen + neg_prev[i];
-            m[i] = m[i] * beta1 + g * one_minus_beta1;
-            s[i] = s[i] * beta2 + d * one_minus_beta2;
-            const float nesterov = d * beta2 + g;
-            n[i] = n[i] * beta3 + nesterov * nesterov * one_minus_beta3;
-            const float denom = sqrtf(n[i]) * inv_bc3_sqrt + eps;
-            p[i] = (p[i] * decay - (m[i] * step_size + s[i] * diff_step_size) / denom) * inv_prox;
-            neg_prev[i] = -g;
-        }
+    const double *h = hp + 14 * t;
+    const float clip = (float)h[0], beta1 = (float)h[1], one_minus_beta1 = (float)h[2];
+    const float beta2 = (float)h[3], one_minus_beta2 = (float)h[4];
+    const float beta3 = (float)h[5], one_minus_beta3 = (float)h[6];
+    const float inv_bc3_sqrt = (float)h[7], eps = (float)h[8], step_size = (float)h[9];
+    const float diff_step_size = (float)h[10], decay = (float)h[11];
+    const float inv_prox = (float)h[12];
+    const float seen = (float)h[13];
+    float *restrict p = lists[t], *restrict m = lists[2 * count + t];
+    float *restrict n = lists[3 * count + t], *restrict s = lists[4 * count + t];
+    float *restrict neg_prev = lists[5 * count + t];
+    const float *restrict grad = lists[count + t];
+    #pragma omp simd
+    for (int64_t i = start; i < end; ++i) {
+        const float g = grad[i] * clip;
+        const float d = g * seen + neg_prev[i];
+        m[i] = m[i] * beta1 + g * one_minus_beta1;
+        s[i] = s[i] * beta2 + d * one_minus_beta2;
+        const float nesterov = d * beta2 + g;
+        n[i] = n[i] * beta3 + nesterov * nesterov * one_minus_beta3;
+        const float denom = sqrtf(n[i]) * inv_bc3_sqrt + eps;
+        p[i] = (p[i] * decay - (m[i] * step_size + s[i] * diff_step_size) / denom) * inv_prox;
+        neg_prev[i] = -g;
     }
-    free(owner);
-    return 0;
+}
+
+int adan_step(KERNEL_ARGS)
+{
+    return each_block(count, lists, numel, hp, block, threads, adan_block);
 }
 """
 
@@ -194,28 +190,10 @@ class Adan(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
         loss = dispatch.closure_loss(closure)
-        pending = []
-        for group in self.param_groups:
-            tensors, steps = [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = dispatch.check_grad("Adan", p, group["maximize"])
-                state = adam_state(self.state[p], p, ("exp_avg_diff", "neg_pre_grad"))
-                steps.append(state["step"])
-                tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"],
-                                state["exp_avg_diff"], state["neg_pre_grad"]))
-            pending.append((group, tensors, advance(steps)))
-        clip = self._clip_factor([ts[1] for _, tensors, _ in pending for ts in tensors])
-        works = []
-        for group, tensors, steps in pending:
-            settings = (float(group["lr"]), tuple(float(b) for b in group["betas"]),
-                        float(group["eps"]), float(group["weight_decay"]), group["no_prox"], clip)
-            hps: dict[int, tuple] = {}  # one per distinct step count
-            for ts, step in zip(tensors, steps):
-                if step not in hps:
-                    hps[step] = _adan_hp(*settings, step)
-                works.append((ts, hps[step]))
+        clip = self._clip_factor([p.grad for group in self.param_groups for p in group["params"]
+                                  if p.grad is not None])
+        works = adam_works(self, "Adan", lambda group, step: _adan_hp(group, clip, step),
+                           ("exp_avg_diff", "neg_pre_grad"))
         dispatch.run(_KERNEL, _adan_foreach, works, self.defaults["fast"],
                      self.defaults["foreach"])
         return loss

@@ -23,22 +23,23 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_state, advance
+from ._adam import adam_works
 
 #: hyperparameters per tensor: lr, decay, wd_grad, beta1, 1 - beta1, beta2, 1 - beta2, eps, clip
 _WIDTH = 9
 
 
-def _adopt_hp(lr: float, weight_decay: float, decouple: bool, betas: tuple[float, float],
-              eps: float, clip_exponent: float | None, step: int) -> tuple:
+def _adopt_hp(group: dict, step: int) -> tuple:
     """One step's scalars. The first step is the general formula with coefficients that leave
     ``p`` and ``m`` as they are and set ``v = g^2``, so every path runs one formula."""
-    beta1, beta2 = betas
-    wd_grad = 0.0 if decouple else weight_decay
+    lr, weight_decay, eps = float(group["lr"]), float(group["weight_decay"]), float(group["eps"])
+    beta1, beta2 = (float(b) for b in group["betas"])
+    wd_grad = 0.0 if group["decouple"] else weight_decay
     if step == 1:
         return (0.0, 1.0, wd_grad, 1.0, 0.0, 0.0, 1.0, eps, 0.0)
-    decay = 1 - lr * weight_decay if decouple else 1.0
-    clip = float("inf") if clip_exponent is None else (step - 1) ** clip_exponent
+    decay = 1 - lr * weight_decay if group["decouple"] else 1.0
+    exponent = group["clip_exponent"]
+    clip = float("inf") if exponent is None else (step - 1) ** exponent
     return (lr, decay, wd_grad, beta1, 1 - beta1, beta2, 1 - beta2, eps, clip)
 
 
@@ -77,39 +78,34 @@ def _adopt_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
 # _adopt_tensor element by element (NaN passes the clamps, as in torch; sqrtf is correctly
 # rounded, torch's CPU sqrt is within an ulp).
 _ADOPT_C = r"""
-int adopt_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
-               int64_t block, int threads)
+static void adopt_block(int64_t count, float *const *lists, const double *hp, int64_t t,
+                        int64_t start, int64_t end)
 {
-    int64_t blocks;
-    int64_t *owner = make_blocks(count, numel, block, &blocks);
-    if (!owner) return 1;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-        const int64_t end = start + block < numel[t] ? start + block : numel[t];
-        const double *h = hp + 9 * t;
-        const float lr = (float)h[0], decay = (float)h[1], wd_grad = (float)h[2];
-        const float beta1 = (float)h[3], one_minus_beta1 = (float)h[4];
-        const float beta2 = (float)h[5], one_minus_beta2 = (float)h[6];
-        const float eps = (float)h[7], clip = (float)h[8];
-        float *restrict p = lists[t], *restrict m = lists[2 * count + t];
-        float *restrict v = lists[3 * count + t];
-        const float *restrict grad = lists[count + t];
-        #pragma omp simd
-        for (int64_t i = start; i < end; ++i) {
-            const float g = grad[i] + p[i] * wd_grad;
-            float root = sqrtf(v[i]);
-            root = root < eps ? eps : root;
-            float normed = g / root;
-            normed = normed < -clip ? -clip : normed;
-            normed = normed > clip ? clip : normed;
-            m[i] = m[i] * beta1 + normed * one_minus_beta1;
-            p[i] = p[i] * decay - m[i] * lr;
-            v[i] = v[i] * beta2 + g * g * one_minus_beta2;
-        }
+    const double *h = hp + 9 * t;
+    const float lr = (float)h[0], decay = (float)h[1], wd_grad = (float)h[2];
+    const float beta1 = (float)h[3], one_minus_beta1 = (float)h[4];
+    const float beta2 = (float)h[5], one_minus_beta2 = (float)h[6];
+    const float eps = (float)h[7], clip = (float)h[8];
+    float *restrict p = lists[t], *restrict m = lists[2 * count + t];
+    float *restrict v = lists[3 * count + t];
+    const float *restrict grad = lists[count + t];
+    #pragma omp simd
+    for (int64_t i = start; i < end; ++i) {
+        const float g = grad[i] + p[i] * wd_grad;
+        float root = sqrtf(v[i]);
+        root = root < eps ? eps : root;
+        float normed = g / root;
+        normed = normed < -clip ? -clip : normed;
+        normed = normed > clip ? clip : normed;
+        m[i] = m[i] * beta1 + normed * one_minus_beta1;
+        p[i] = p[i] * decay - m[i] * lr;
+        v[i] = v[i] * beta2 + g * g * one_minus_beta2;
     }
-    free(owner);
-    return 0;
+}
+
+int adopt_step(KERNEL_ARGS)
+{
+    return each_block(count, lists, numel, hp, block, threads, adopt_block);
 }
 """
 
@@ -162,24 +158,7 @@ class ADOPT(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
         loss = dispatch.closure_loss(closure)
-        works = []
-        for group in self.param_groups:
-            settings = (float(group["lr"]), float(group["weight_decay"]), group["decouple"],
-                        tuple(float(b) for b in group["betas"]), float(group["eps"]),
-                        group["clip_exponent"])
-            tensors, steps = [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = dispatch.check_grad("ADOPT", p, group["maximize"])
-                state = adam_state(self.state[p], p)
-                steps.append(state["step"])
-                tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"]))
-            hps: dict[int, tuple] = {}  # one per distinct step count
-            for ts, step in zip(tensors, advance(steps)):
-                if step not in hps:
-                    hps[step] = _adopt_hp(*settings, step)
-                works.append((ts, hps[step]))
+        works = adam_works(self, "ADOPT", _adopt_hp)
         dispatch.run(_KERNEL, _adopt_foreach, works, self.defaults["fast"],
                      self.defaults["foreach"])
         return loss

@@ -25,7 +25,14 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_moments, adam_moments_foreach, adam_state, advance, bias_corrections
+from ._adam import adam_moments, adam_moments_foreach, adam_works, bias_corrections
+
+
+def _lamb_hp(group: dict, step: int) -> tuple:
+    beta1, beta2 = (float(b) for b in group["betas"])
+    return ((float(group["lr"]), float(group["weight_decay"]), beta1, beta2, float(group["eps"]))
+            + bias_corrections(step, beta1, beta2, group["bias_correction"])
+            + (1.0 if group["adapt"] else 0.0,))
 
 
 def _lamb_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> None:
@@ -128,8 +135,7 @@ static void lamb_apply(int64_t b, int64_t count, float *const *lists, const int6
         p[i] = p[i] - lamb_update(p[i], m[i], v[i], c) * step;
 }
 
-int lamb_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
-              int64_t block, int threads)
+int lamb_step(KERNEL_ARGS)
 {
     int64_t blocks;
     int64_t *owner = make_blocks(count, numel, block, &blocks);
@@ -206,27 +212,8 @@ class LAMB(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
         loss = dispatch.closure_loss(closure)
-        works = []
-        for group in self.param_groups:
-            beta1, beta2 = (float(b) for b in group["betas"])
-            base = (float(group["lr"]), float(group["weight_decay"]), beta1, beta2,
-                    float(group["eps"]))
-            adapt = 1.0 if group["adapt"] else 0.0
-            steps = []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = dispatch.check_grad("LAMB", p, group["maximize"])
-                state = adam_state(self.state[p], p)
-                steps.append(state["step"])
-                works.append([(p, grad, state["exp_avg"], state["exp_avg_sq"]), None])
-            hps: dict[int, tuple] = {}  # one per distinct step count
-            for work, step in zip(works[len(works) - len(steps):], advance(steps)):
-                if step not in hps:
-                    hps[step] = base + bias_corrections(step, beta1, beta2,
-                                                        group["bias_correction"]) + (adapt,)
-                work[1] = hps[step]
-        dispatch.run(_KERNEL, _lamb_foreach, [tuple(w) for w in works], self.defaults["fast"],
+        works = adam_works(self, "LAMB", _lamb_hp)
+        dispatch.run(_KERNEL, _lamb_foreach, works, self.defaults["fast"],
                      self.defaults["foreach"])
         return loss
 

@@ -51,32 +51,27 @@ def _lion_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
 # The eager formula, element by element (float arithmetic in the order of _lion_tensor; sign is
 # (x > 0) - (x < 0), torch's, so NaN gives 0), over blocks of all tensors on OpenMP threads.
 _LION_C = r"""
-int lion_step(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
-              int64_t block, int threads)
+static void lion_block(int64_t count, float *const *lists, const double *hp, int64_t t,
+                       int64_t start, int64_t end)
 {
-    int64_t blocks;
-    int64_t *owner = make_blocks(count, numel, block, &blocks);
-    if (!owner) return 1;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-        const int64_t end = start + block < numel[t] ? start + block : numel[t];
-        const double *h = hp + 6 * t;
-        const float lr = (float)h[0], decay = (float)h[1];
-        const float beta1 = (float)h[2], one_minus_beta1 = (float)h[3];
-        const float beta2 = (float)h[4], one_minus_beta2 = (float)h[5];
-        float *restrict p = lists[t], *restrict m = lists[2 * count + t];
-        const float *restrict g = lists[count + t];
-        #pragma omp simd
-        for (int64_t i = start; i < end; ++i) {
-            const float x = m[i] * beta1 + g[i] * one_minus_beta1;
-            const float sign = (float)(x > 0.0f) - (float)(x < 0.0f);
-            p[i] = p[i] * decay - sign * lr;
-            m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
-        }
+    const double *h = hp + 6 * t;
+    const float lr = (float)h[0], decay = (float)h[1];
+    const float beta1 = (float)h[2], one_minus_beta1 = (float)h[3];
+    const float beta2 = (float)h[4], one_minus_beta2 = (float)h[5];
+    float *restrict p = lists[t], *restrict m = lists[2 * count + t];
+    const float *restrict g = lists[count + t];
+    #pragma omp simd
+    for (int64_t i = start; i < end; ++i) {
+        const float x = m[i] * beta1 + g[i] * one_minus_beta1;
+        const float sign = (float)(x > 0.0f) - (float)(x < 0.0f);
+        p[i] = p[i] * decay - sign * lr;
+        m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
     }
-    free(owner);
-    return 0;
+}
+
+int lion_step(KERNEL_ARGS)
+{
+    return each_block(count, lists, numel, hp, block, threads, lion_block);
 }
 """
 

@@ -7,13 +7,11 @@ splits them into blocks over torch's OpenMP threads, and computes the eager form
 operation (``-ffp-contract=off``: no fused multiply-adds), so its element-wise results equal the
 single-tensor path bit for bit.
 
-Every kernel has one signature (:data:`PRELUDE` holds the shared block table)::
-
-    int NAME(int64_t count, float *const *lists, const int64_t *numel, const double *hp,
-             int64_t block, int threads)
-
-``lists[k * count + t]`` is tensor ``k`` (param, grad, states... in the order of the work item)
-of tensor set ``t``; ``hp[t * width + i]`` its hyperparameters; nonzero return: out of memory.
+Every kernel has one signature, ``int NAME_step(KERNEL_ARGS)`` (:data:`PRELUDE` defines it, the
+shared block table and ``each_block``, which runs an element-wise kernel's per-block function on
+every block of every tensor over the threads): ``lists[k * count + t]`` is tensor ``k`` (param,
+grad, states... in the order of the work item) of tensor set ``t``; ``hp[t * width + i]`` its
+hyperparameters; nonzero return: out of memory.
 
 Built with ``$CC`` (default ``cc``) ``-O3 -march=native -fopenmp`` in well under a second and
 cached under ``$VISDET_MMEXT_CACHE`` (default ``~/.cache/visdet-mmext``)``/cpu_kernels/<key>/``,
@@ -127,6 +125,26 @@ static int64_t *make_blocks(int64_t count, const int64_t *numel, int64_t block, 
         }
     *total = blocks;
     return owner;
+}
+
+#define KERNEL_ARGS int64_t count, float *const *lists, const int64_t *numel, const double *hp, \
+                    int64_t block, int threads
+
+typedef void (*block_fn)(int64_t count, float *const *lists, const double *hp, int64_t t,
+                         int64_t start, int64_t end);
+
+static int each_block(KERNEL_ARGS, block_fn fn)
+{
+    int64_t blocks;
+    int64_t *owner = make_blocks(count, numel, block, &blocks);
+    if (!owner) return 1;
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
+        fn(count, lists, hp, t, start, start + block < numel[t] ? start + block : numel[t]);
+    }
+    free(owner);
+    return 0;
 }
 """
 
