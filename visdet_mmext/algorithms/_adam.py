@@ -11,6 +11,18 @@ from torch.optim import Optimizer
 from .dispatch import check_grad
 
 
+def check_settings(lr: float, betas: tuple, eps: float, weight_decay: float) -> None:
+    """torch's checks of an Adam-family constructor: a ValueError naming the bad setting."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"Invalid betas: {betas} (each in [0, 1))")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid eps: {eps}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay: {weight_decay}")
+
+
 def adam_state(state: dict, p: Tensor, extra: tuple[str, ...] = ()) -> dict:
     """``state`` with Adam's step and moments (and zero tensors named ``extra``), created on first
     use (torch's layout).

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_works
+from ._adam import adam_works, check_settings
 
 #: hyperparameters per tensor: clip, beta1, 1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3,
 #: 1 / sqrt(bc3), eps, lr / bc1, lr * beta2 / bc2, decay, 1 / prox, seen (0 at t = 1: d = 0);
@@ -123,20 +123,11 @@ static void adan_block(int64_t count, float *const *lists, const double *hp, int
         neg_prev[i] = -g;
     }
 }
-
-int adan_step(KERNEL_ARGS)
-{
-    return each_block(count, lists, numel, hp, block, threads, adan_block);
-}
 """
 
 
-def _adan_native(works: list) -> list | None:
-    return native_cpu.step("adan", _ADAN_C, _WIDTH, works)
-
-
 _KERNEL = dispatch.Kernel(_adan_tensor, "Adan", compile_s=14.0, cached_s=3.0, saved_ns=3.0,
-                          native=_adan_native)
+                          native=native_cpu.elementwise("adan", _ADAN_C, _WIDTH))
 
 
 class Adan(Optimizer):
@@ -161,14 +152,9 @@ class Adan(Optimizer):
                  weight_decay: float = 0.0, max_grad_norm: float = 0.0, no_prox: bool = False,
                  *, maximize: bool = False, foreach: bool | None = None,
                  fast: bool | None = None):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if len(betas) != 3 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Invalid betas: {betas} (three, each in [0, 1))")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid eps: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        if len(betas) != 3:
+            raise ValueError(f"Invalid betas: {betas} (three: gradient, difference, second moment)")
+        check_settings(lr, betas, eps, weight_decay)
         if not 0.0 <= max_grad_norm:
             raise ValueError(f"Invalid max_grad_norm: {max_grad_norm}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_works
+from ._adam import adam_works, check_settings
 
 #: hyperparameters per tensor: lr, decay, wd_grad, beta1, 1 - beta1, beta2, 1 - beta2, eps, clip
 _WIDTH = 9
@@ -102,20 +102,11 @@ static void adopt_block(int64_t count, float *const *lists, const double *hp, in
         v[i] = v[i] * beta2 + g * g * one_minus_beta2;
     }
 }
-
-int adopt_step(KERNEL_ARGS)
-{
-    return each_block(count, lists, numel, hp, block, threads, adopt_block);
-}
 """
 
 
-def _adopt_native(works: list) -> list | None:
-    return native_cpu.step("adopt", _ADOPT_C, _WIDTH, works)
-
-
 _KERNEL = dispatch.Kernel(_adopt_tensor, "ADOPT", compile_s=12.0, cached_s=3.0, saved_ns=2.0,
-                          native=_adopt_native)
+                          native=native_cpu.elementwise("adopt", _ADOPT_C, _WIDTH))
 
 
 class ADOPT(Optimizer):
@@ -140,14 +131,7 @@ class ADOPT(Optimizer):
                  weight_decay: float = 0.0, decouple: bool = False,
                  clip_exponent: float | None = 0.25, *, maximize: bool = False,
                  foreach: bool | None = None, fast: bool | None = None):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"Invalid betas: {betas}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid eps: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        check_settings(lr, betas, eps, weight_decay)
         if clip_exponent is not None and not clip_exponent >= 0.0:
             raise ValueError(f"Invalid clip_exponent: {clip_exponent} (>= 0, or None)")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,

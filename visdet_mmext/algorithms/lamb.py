@@ -18,6 +18,7 @@ by block in a fixed order (the same result with any number of threads).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import torch
@@ -25,7 +26,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import dispatch, native_cpu
-from ._adam import adam_moments, adam_moments_foreach, adam_works, bias_corrections
+from ._adam import (adam_moments, adam_moments_foreach, adam_works, bias_corrections,
+                    check_settings)
 
 
 def _lamb_hp(group: dict, step: int) -> tuple:
@@ -168,13 +170,9 @@ int lamb_step(KERNEL_ARGS)
 """
 
 
-def _lamb_native(works: list) -> list | None:
-    return native_cpu.step("lamb", _LAMB_C, 8, works)
-
-
 # Two passes per tensor make LAMB's call overhead small: short chunks, quick compilation.
 _KERNEL = dispatch.Kernel(_lamb_tensor, "LAMB", compile_s=11.0, cached_s=2.5, saved_ns=1.5,
-                          chunk=2, native=_lamb_native)
+                          chunk=2, native=functools.partial(native_cpu.step, "lamb", _LAMB_C, 8))
 
 
 class LAMB(Optimizer):
@@ -196,14 +194,7 @@ class LAMB(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, adapt: bool = True, bias_correction: bool = True,
                  maximize: bool = False, foreach: bool | None = None, fast: bool | None = None):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"Invalid betas: {betas}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid eps: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        check_settings(lr, betas, eps, weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         adapt=adapt, bias_correction=bias_correction, maximize=maximize,
                         foreach=foreach, fast=fast)

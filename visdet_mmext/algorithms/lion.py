@@ -68,20 +68,11 @@ static void lion_block(int64_t count, float *const *lists, const double *hp, int
         m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
     }
 }
-
-int lion_step(KERNEL_ARGS)
-{
-    return each_block(count, lists, numel, hp, block, threads, lion_block);
-}
 """
 
 
-def _lion_native(works: list) -> list | None:
-    return native_cpu.step("lion", _LION_C, 6, works)
-
-
 _KERNEL = dispatch.Kernel(_lion_tensor, "Lion", compile_s=12.0, cached_s=3.0, saved_ns=1.7,
-                          native=_lion_native)
+                          native=native_cpu.elementwise("lion", _LION_C, 6))
 
 
 class Lion(Optimizer):

@@ -9,7 +9,7 @@ single-tensor path bit for bit.
 
 Every kernel has one signature, ``int NAME_step(KERNEL_ARGS)`` (:data:`PRELUDE` defines it, the
 shared block table and ``each_block``, which runs an element-wise kernel's per-block function on
-every block of every tensor over the threads): ``lists[k * count + t]`` is tensor ``k`` (param,
+every block of every tensor over the threads; :func:`elementwise` writes that ``NAME_step``): ``lists[k * count + t]`` is tensor ``k`` (param,
 grad, states... in the order of the work item) of tensor set ``t``; ``hp[t * width + i]`` its
 hyperparameters; nonzero return: out of memory.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -192,3 +194,11 @@ def step(name: str, source: str, width: int, works: list) -> list | None:
         if status != 0:
             raise MemoryError(f"the CPU {name} kernel could not allocate its block table")
     return rest
+
+
+def elementwise(name: str, source: str, width: int) -> Callable[[list], list | None]:
+    """The ``native`` of a dispatch ``Kernel`` whose C ``source`` defines ``NAME_block(count,
+    lists, hp, t, start, end)``, the update of elements ``[start, end)`` of tensor set ``t``."""
+    step_source = (f"{source}\nint {name}_step(KERNEL_ARGS)\n{{\n    return each_block(count, lists, "
+                   f"numel, hp, block, threads, {name}_block);\n}}\n")
+    return functools.partial(step, name, step_source, width)
