@@ -14,7 +14,8 @@ import pickle
 import pytest
 import torch
 
-from native_utils import ALL_PATHS, PATHS, fresh, make_problem, run
+from native_utils import ALL_PATHS, PATHS, fresh, make_problem, needs_compile, run
+from visdet_mmext.algorithms import dispatch
 from visdet_mmext.algorithms.adan import Adan
 from visdet_mmext.algorithms.adopt import ADOPT
 from visdet_mmext.algorithms.lamb import LAMB
@@ -160,3 +161,20 @@ def test_tensor_subclasses_leave_the_c_kernels_and_step_alike(name):
     assert all(type(p) is _Subclass for p in wrapped)
     for a, b in zip(wrapped, plain):
         torch.testing.assert_close(a.as_subclass(torch.Tensor), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+@needs_compile
+@pytest.mark.slow  # 12-15 s of compilation each
+@pytest.mark.parametrize("strategy", ["chunked", "grouped"])
+@pytest.mark.parametrize("name", ["ADOPT", "Adan"])
+def test_torch_compile_strategies_compute_the_eager_formula(monkeypatch, name, strategy):
+    """The compiled kernels a CPU without a C compiler (chunked) and CUDA (grouped) run."""
+    monkeypatch.setenv("VISDET_MMEXT_COMPILE", strategy)
+    init, grads = make_problem(seed=8, steps=4, shapes=SHAPES)
+    expected = fresh(init)
+    run(OPTIMIZERS[name](expected, **PATHS["single"]), expected, grads)
+    actual = fresh(init)
+    run(OPTIMIZERS[name](actual, fast=True), actual, grads)
+    assert not dispatch._BROKEN, dispatch._BROKEN
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
