@@ -127,7 +127,13 @@ static void adan_block(int64_t count, float *const *lists, const double *hp, int
 
 
 _KERNEL = dispatch.Kernel(_adan_tensor, "Adan", compile_s=14.0, cached_s=3.0, saved_ns=3.0,
+                          elementwise=True,
                           native=native_cpu.elementwise("adan", _ADAN_C, _WIDTH))
+
+
+def _full(norm: Tensor) -> Tensor:
+    # a DTensor's norm (FSDP2) is reduced over the shards and replicated: take it whole
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 class Adan(Optimizer):
@@ -166,11 +172,8 @@ class Adan(Optimizer):
         limit = self.defaults["max_grad_norm"]
         if limit <= 0 or not grads:
             return 1.0
-        by_device: dict[torch.device, list[Tensor]] = {}
-        for g in grads:
-            by_device.setdefault(g.device, []).append(g)
-        norm = math.sqrt(sum(float(torch.stack(torch._foreach_norm(gs)).double().square().sum())
-                             for gs in by_device.values()))
+        norm = math.sqrt(sum(float(_full(torch.linalg.vector_norm(g)).double()) ** 2
+                             for g in grads))
         return min(1.0, limit / (norm + self.defaults["eps"]))
 
     @torch.no_grad()

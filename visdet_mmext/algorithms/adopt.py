@@ -106,6 +106,7 @@ static void adopt_block(int64_t count, float *const *lists, const double *hp, in
 
 
 _KERNEL = dispatch.Kernel(_adopt_tensor, "ADOPT", compile_s=12.0, cached_s=3.0, saved_ns=2.0,
+                          elementwise=True,
                           native=native_cpu.elementwise("adopt", _ADOPT_C, _WIDTH))
 
 

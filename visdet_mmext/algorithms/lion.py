@@ -72,6 +72,7 @@ static void lion_block(int64_t count, float *const *lists, const double *hp, int
 
 
 _KERNEL = dispatch.Kernel(_lion_tensor, "Lion", compile_s=12.0, cached_s=3.0, saved_ns=1.7,
+                          elementwise=True,
                           native=native_cpu.elementwise("lion", _LION_C, 6))
 
 

@@ -154,15 +154,13 @@ static int each_block(KERNEL_ARGS, block_fn fn)
 BLOCK = 1 << 15
 
 
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _F32 = torch.float32
 
 
 def _fits(tensors: tuple) -> bool:
-    # exactly dense fp32 CPU tensors (a subclass such as DTensor has no plain buffer behind
-    # data_ptr; sparse gradients are refused before the kernels)
+    # contiguous fp32 CPU tensors (the dispatch hands the kernels plain dense tensors only)
     for t in tensors:
-        if type(t) not in _PLAIN or t.dtype != _F32 or not t.is_cpu or not t.is_contiguous():
+        if t.dtype != _F32 or not t.is_cpu or not t.is_contiguous():
             return False
     return True
 
