@@ -1,7 +1,7 @@
 """The catalog table: one row per optimizer name, with everything known about it.
 
 A name means one class whatever else is installed (fixed-name policy): torch's names, this
-package's ``Lion``/``LAMB``/``Muon``/``SophiaG``/1-bit optimizers, Hugging Face ``Adafactor``,
+package's ``Lion``/``LAMB``/``Muon``/``SophiaG``/``ADOPT``/``Adan``/1-bit optimizers, Hugging Face ``Adafactor``,
 the schedule-free, Prodigy and pytorch-optimizer classes under their authors' names; a
 bitsandbytes class whose name torch or this package owns gets the ``bnb_`` prefix. mmengine
 registers ``SophiaG`` itself when a module named ``Sophia`` is importable; this package's
@@ -28,7 +28,8 @@ def _torch(name, doc, attribute=None, **facts) -> OptimizerSpec:
 FIXED_NAMES = frozenset({
     "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "RMSprop", "RAdam", "NAdam", "ASGD",
     "Rprop", "LBFGS", "Adamax", "SparseAdam", "TorchAdafactor", "TorchMuon",
-    "Lion", "LAMB", "Muon", "SophiaG", "Adafactor", "OnebitAdam", "OnebitLamb", "ZeroOneAdam",
+    "Lion", "LAMB", "Muon", "SophiaG", "ADOPT", "Adan", "Adafactor", "OnebitAdam", "OnebitLamb",
+    "ZeroOneAdam",
 })
 BNB_PREFIXED = frozenset({"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Lion", "LAMB"})
 
@@ -121,6 +122,13 @@ NATIVE_ROWS = (
                   example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1), toy="classifier",
                   adapter=adapters.gnb_refresh, wrapper="SophiaOptimWrapper",
                   zero_impossible=_REFRESH, fsdp_impossible=_SOPHIA_SHARDS),
+    OptimizerSpec("ADOPT", "native", "visdet_mmext.algorithms.adopt:ADOPT",
+                  "ADOPT: Adam normalising by the previous second moment (any beta2)",
+                  example=_settings(lr=1e-3, weight_decay=0.05, decouple=True), elementwise=True),
+    OptimizerSpec("Adan", "native", "visdet_mmext.algorithms.adan:Adan",
+                  "Adan: Nesterov-style momentum of gradients and gradient differences",
+                  example=_settings(lr=1e-3, weight_decay=0.02), elementwise=True,
+                  zero_loses="max_grad_norm > 0 clips by the norm of each rank's flat partition"),
 )
 
 HF_ROWS = (
@@ -187,7 +195,6 @@ PRODIGY_ROWS = (
 )
 
 
-_FOREACH = _no_shards("calls foreach operators that DTensor has no sharding rule for")
 
 
 def _collection(name: str, doc: str, example, **facts) -> OptimizerSpec:
@@ -200,13 +207,6 @@ COLLECTION_ROWS = (
                 _settings(lr=6e-2, weight_decay=0.1), adapter=adapters.hutchinson_refresh,
                 wrapper="SophiaOptimWrapper", zero_impossible=_REFRESH,
                 fsdp_impossible=_SOPHIA_SHARDS),
-    _collection("ADOPT", "ADOPT: Adam normalising by the previous second moment (any beta2)",
-                _settings(lr=1e-3, weight_decay=0.05, weight_decouple=True), elementwise=True,
-                fsdp_impossible=_FOREACH),
-    _collection("Adan", "Adan: Nesterov-style momentum of gradients and gradient differences",
-                _settings(lr=1e-3, weight_decay=0.02, weight_decouple=True), elementwise=True,
-                zero_loses="max_grad_norm > 0 clips by the norm of each rank's flat partition",
-                fsdp_impossible=_FOREACH),
     _collection("SOAP", "SOAP: Adam in the eigenbasis of Shampoo's preconditioner",
                 _settings(lr=3e-3, weight_decay=0.01),
                 zero_loses="its preconditioner needs the 2-D shapes; on flat 1-D partitions it "
