@@ -249,7 +249,7 @@ RESUME_MISMATCHES = [
      "written by visdet_mmext.algorithms.muon"),
     ("muon", P("muon=dict(exclude=['layers.*'])"), "(Muon) -> now"),
     ("muon", MUON_DEFAULT.format(""), "Parameters that moved"),
-    ("muon", "model = dict(widths=(32, 64, 96))", "other parameter shapes"),
+    ("muon", "model = dict(widths=(32, 64, 96))", "was not saved from this model"),
 ]
 
 
