@@ -12,7 +12,9 @@ import os
 
 import mmengine.runner  # noqa: F401  (registers mmengine's loops)
 from mmengine.hooks import Hook
-from mmengine.registry import DATASETS, HOOKS, LOOPS, MODELS, PARAM_SCHEDULERS
+from mmengine.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HOOKS,
+                               LOG_PROCESSORS, LOOPS, METRICS, MODELS, PARAM_SCHEDULERS,
+                               VISBACKENDS, VISUALIZERS)
 
 from ..echo import echo
 from ..errors import RunnerConfigError
@@ -36,7 +38,8 @@ def _names_in_reach(registry) -> set[str]:
     return names
 
 
-def _check_type(where: str, spec, registry, scope: str | None) -> None:
+def _check_type(where: str, spec, registries, scope: str | None, needs_type: bool = True) -> None:
+    """``spec`` builds from one of ``registries`` (a registry, or a tuple of them)."""
     if spec is None or not isinstance(spec, (dict, str)):
         return  # None: left out (a default hook turned off); an object: built already
     if isinstance(spec, str):
@@ -44,15 +47,21 @@ def _check_type(where: str, spec, registry, scope: str | None) -> None:
                                 "item given on the command line is read as a string.")
     kind = spec.get("type")
     if kind is None:
+        if not needs_type:
+            return  # the Runner supplies a default type
         raise RunnerConfigError(f"{where}={echo(dict(spec))} has no 'type': name what to build.")
     if not isinstance(kind, str):
         return  # a class
-    with registry.switch_scope_and_registry(scope) as found_in:
-        if found_in.get(kind) is not None:
-            return
-        hint = did_you_mean(kind, _names_in_reach(found_in))
+    registries = registries if isinstance(registries, tuple) else (registries,)
+    names: set[str] = set()
+    for registry in registries:
+        with registry.switch_scope_and_registry(scope) as found_in:
+            if found_in.get(kind) is not None:
+                return
+            names |= _names_in_reach(found_in)
     raise RunnerConfigError(
-        f"{where}: type={echo(kind)} is not registered in mmengine's {registry.name} registry.{hint} "
+        f"{where}: type={echo(kind)} is not registered in mmengine's "
+        f"{' or '.join(r.name for r in registries)} registry.{did_you_mean(kind, names)} "
         "A class from another package needs that package in custom_imports (or its "
         "default_scope).")
 
@@ -91,7 +100,23 @@ def check_types(cfg) -> None:
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
         if isinstance(loader, dict):
-            _check_type(f"{split}_dataloader.dataset", loader.get("dataset"), DATASETS, scope)
+            where = f"{split}_dataloader"
+            _check_type(f"{where}.dataset", loader.get("dataset"), DATASETS, scope)
+            _check_type(f"{where}.sampler", loader.get("sampler"), DATA_SAMPLERS, scope)
+            _check_type(f"{where}.batch_sampler", loader.get("batch_sampler"), DATA_SAMPLERS, scope)
+            _check_type(f"{where}.collate_fn", loader.get("collate_fn"), FUNCTIONS, scope)
+    for split in ("val", "test"):
+        evaluator = cfg.get(f"{split}_evaluator")
+        metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+        for i, metric in enumerate(metrics):
+            where = f"{split}_evaluator" + (f"[{i}]" if metrics is evaluator else "")
+            _check_type(where, metric, (METRICS, EVALUATOR), scope)
+    visualizer = cfg.get("visualizer")
+    _check_type("visualizer", visualizer, VISUALIZERS, scope)
+    for i, backend in enumerate((visualizer or {}).get("vis_backends") or []
+                                if isinstance(visualizer, dict) else []):
+        _check_type(f"visualizer.vis_backends[{i}]", backend, VISBACKENDS, scope)
+    _check_type("log_processor", cfg.get("log_processor"), LOG_PROCESSORS, scope, needs_type=False)
     train_cfg = cfg.get("train_cfg")
     if isinstance(train_cfg, dict) and "type" in train_cfg:
         _check_type("train_cfg", train_cfg, LOOPS, scope)
@@ -178,6 +203,10 @@ def check_paths(cfg) -> None:
     if isinstance(load_from, str) and "://" not in load_from and not os.path.exists(load_from):
         raise RunnerConfigError(f"load_from={echo(load_from, 300)}: no such file. Give the path of a "
                                 "checkpoint to start from, or load_from=None.")
+    deepspeed = "DeepSpeed" in str((cfg.get("strategy") or {}).get("type", ""))
+    if isinstance(load_from, str) and os.path.isdir(load_from) and not deepspeed:
+        raise RunnerConfigError(f"load_from={echo(load_from, 300)} is a directory; give the path "
+                                "of a checkpoint file in it (e.g. its iter_N.pth).")
     work_dir = cfg.get("work_dir")
     if isinstance(work_dir, str):
         try:

@@ -400,7 +400,7 @@ def main(argv=None, prog: str | None = None) -> int:
         check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
         check_run_cfg(cfg)
         with work_dir_lock(cfg, args):
-            if args.resume == "auto":
+            if cfg.get("resume") and cfg.get("load_from") is None:  # --resume, or the config's
                 choose_resume_checkpoint(cfg, args.config)
             setup_cpu_distributed(cfg)
             runner = build_runner(cfg)
