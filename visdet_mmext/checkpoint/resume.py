@@ -43,21 +43,26 @@ def training_state_problem(checkpoint, path: str) -> str | None:
     return None
 
 
-def resumable_problem(path: str, *, directories: bool = False) -> str | None:
-    """Why ``path`` cannot be resumed, or None. ``directories``: the run saves DeepSpeed
-    checkpoints (directories of state files), else checkpoints are files."""
-    if not os.path.lexists(path):
+def kind_problem(path: str, *, directories: bool = False) -> str | None:
+    """Why ``path`` is not the kind of thing this run resumes from, or None. ``directories``:
+    the run saves DeepSpeed checkpoints (directories of state files), else checkpoints are
+    regular files (a FIFO or a device is never opened: reading it could block or never end)."""
+    if not os.path.exists(path):
+        if os.path.islink(path):
+            return f"a link to {os.readlink(path)}, which does not exist"
         return "no such file or directory"
     if os.path.isdir(path):
-        if not directories:
-            return "a directory, not a checkpoint file"
-        return integrity.directory_problem(path)
+        return None if directories else "a directory, not a checkpoint file"
     if not os.path.isfile(path):
         return "not a regular file"
-    if directories:
-        return "a file, and this run's DeepSpeed checkpoints are directories"
-    reason = integrity.problem(path)
-    if reason:
+    return "a file, and this run's DeepSpeed checkpoints are directories" if directories else None
+
+
+def resumable_problem(path: str, *, directories: bool = False) -> str | None:
+    """Why ``path`` cannot be resumed (its kind, damage, contents), or None."""
+    reason = kind_problem(path, directories=directories) or (
+        integrity.directory_problem(path) if directories else integrity.problem(path))
+    if reason or directories:
         return reason
     from .safe_load import safe_torch_load
     try:

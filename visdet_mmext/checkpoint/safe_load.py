@@ -212,21 +212,26 @@ def _torch_allowed() -> set[str]:
     return set(defaults) | extra
 
 
-def _offending_globals(source, error: BaseException, deepspeed: bool) -> list[str]:
+def _offending_globals(source, error: BaseException, deepspeed: bool) -> tuple[list[str], bool]:
+    """The refused globals, and whether they were read from the pickle itself (else from
+    torch's message, which then says more)."""
     names: list[str] = []
     allowed = {name for _, name in allowed_entries(deepspeed=deepspeed)} | _torch_allowed()
+    # protocol 4 pickles HistoryBuffer's statistics as qualified names, not through getattr
+    allowed |= {f"mmengine.logging.history_buffer.HistoryBuffer.{s}" for s in _STATISTICS}
     for file in _files(source):
         data = _data_pickle(file)
         if data is not None:
             names += [name for name in pickled_globals(data) if name not in allowed]
-    if not names:
-        text = str(error)
-        names = re.findall(r"GLOBAL (\S+) was not an allowed global", text)
-        names += re.findall(r"unrecognized function (\S+)", text)
-        names += re.findall(r"but got <class '([^']+)'>", text)
-        names += re.findall(r"(getattr\([^)]*\)) is not one of the lookups", text)
-        names += re.findall(r"(numpy dtype \S+) holds Python objects", text)
-    return list(dict.fromkeys(names))
+    if names:
+        return list(dict.fromkeys(names)), True
+    text = str(error)
+    names = re.findall(r"GLOBAL (\S+) was not an allowed global", text)
+    names += re.findall(r"unrecognized function (\S+)", text)
+    names += re.findall(r"but got <class '([^']+)'>", text)
+    names += re.findall(r"(getattr\([^)]*\)) is not one of the lookups", text)
+    names += re.findall(r"(numpy dtype \S+) holds Python objects", text)
+    return list(dict.fromkeys(names)), False
 
 
 def _files(source) -> list:
@@ -249,7 +254,7 @@ def _torch_reason(error: BaseException) -> str:
 
 def refusal(source, error: BaseException, *, deepspeed: bool = False) -> UnsafeCheckpointError:
     """The error for a checkpoint that holds something outside the allowlist."""
-    names = _offending_globals(source, error, deepspeed)
+    names, from_pickle = _offending_globals(source, error, deepspeed)
     found = ", ".join(clip(name, 120) for name in names) if names else \
         "an object it could not identify"
     path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "CHECKPOINT"
@@ -261,8 +266,8 @@ def refusal(source, error: BaseException, *, deepspeed: bool = False) -> UnsafeC
         f"python -c \"import torch; ckpt = torch.load({path!r}, weights_only=False); "
         f"torch.save({{'state_dict': ckpt['state_dict']}}, 'clean.pth')\" and start from them "
         f"with --cfg-options load_from=clean.pth (not --resume: a clean copy holds no training "
-        f"state); or, for a trusted type, call visdet_mmext.checkpoint.allow(<type>). "
-        f"(torch: {clip(_torch_reason(error), 500)})")
+        f"state); or, for a trusted type, call visdet_mmext.checkpoint.allow(<type>)."
+        + ("" if from_pickle else f" (torch: {clip(_torch_reason(error), 500)})"))
 
 
 def _is_refusal(error: BaseException) -> bool:

@@ -118,17 +118,23 @@ def saves_directories(cfg) -> bool:
 
 
 def check_resume_path(path: str, directories: bool) -> None:
-    """``--resume PATH``: refuse before training what cannot be resumed, saying why."""
-    from visdet_mmext.checkpoint.resume import resumable_problem
+    """``--resume PATH``: refuse before training what cannot be resumed, saying why (a damaged
+    or unsafe file with the loader's own error)."""
+    from visdet_mmext.checkpoint.resume import kind_problem, training_state_problem
+    from visdet_mmext.checkpoint.safe_load import safe_torch_load
     from visdet_mmext.errors import CheckpointError, CorruptCheckpointError
-    if not os.path.lexists(path):
-        raise CheckpointError(f"--resume {path}: no such file or directory.")
-    problem = checkpoint_problem(path) if os.path.isdir(path) == directories else None
-    error = CorruptCheckpointError if problem else CheckpointError
-    problem = problem or resumable_problem(path, directories=directories)
+    advice = ("Nothing was loaded; pass another checkpoint, or --resume without a path to take "
+              "the newest usable one in the work dir.")
+    problem = kind_problem(path, directories=directories)
     if problem:
-        raise error(f"--resume {path}: {problem}. Nothing was loaded; pass another checkpoint, "
-                    "or --resume without a path to take the newest usable one in the work dir.")
+        raise CheckpointError(f"--resume {path}: {problem}. {advice}")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CorruptCheckpointError(f"--resume {path}: {problem}. {advice}")
+    if not directories:
+        problem = training_state_problem(safe_torch_load(path, "cpu", mmap=True), path)
+        if problem:
+            raise CheckpointError(f"--resume {path}: {problem}. Nothing was loaded.")
 
 
 def enable_auto_scale_lr(cfg) -> None:
