@@ -36,9 +36,19 @@ def _intact(work_dir: str, failed: str) -> str:
     return f"the newest usable checkpoint, {newest}, is intact"
 
 
+def _where(filepath: str) -> str:
+    """``at iteration 8`` for ``iter_8.pth`` (the runner's counter is one behind inside
+    ``after_train_iter``, where checkpoints are saved)."""
+    from ..checkpoint.resume import NUMBERED
+    match = NUMBERED.fullmatch(os.path.basename(filepath))
+    if match is None:
+        return ""
+    return f" at {'iteration' if match.group(1) == 'iter' else 'epoch'} {match.group(2)}"
+
+
 def failed_save_message(runner, filepath: str, error: BaseException, removed: bool) -> str:
-    return (f"Could not save checkpoint {filepath} ({_reason(error)}), so training stopped at "
-            f"iteration {runner.iter}{' (the partial file was removed)' if removed else ''}; "
+    return (f"Could not save checkpoint {filepath} ({_reason(error)}), so training stopped"
+            f"{_where(filepath)}{' (the partial file was removed)' if removed else ''}; "
             f"{_intact(runner.work_dir, filepath)}. Fix the cause (free space, write permission, "
             "or whatever occupies that path) and continue with --resume and the same --work-dir.")
 
