@@ -25,12 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp("trained")
-    assert train_tool.main([ADAMW, "--work-dir", str(work_dir), "--cfg-options",
-                            *cli_options(iters=2)]) == 0
-    return work_dir / "iter_2.pth"
+@pytest.fixture
+def trained(adamw_run):
+    return adamw_run / "iter_2.pth"
 
 
 def _records(path) -> dict[str, bytes]:

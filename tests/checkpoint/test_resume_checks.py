@@ -21,13 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 4-iteration run with checkpoints at iterations 2 and 4."""
-    work_dir = tmp_path_factory.mktemp("trained")
-    assert train_tool.main([ADAMW, "--work-dir", str(work_dir), "--cfg-options",
-                            *cli_options(iters=4, checkpoint_interval=2)]) == 0
-    return work_dir
+@pytest.fixture
+def trained(adamw_run):
+    return adamw_run
 
 
 def _train(capsys, work_dir, *extra, config=ADAMW, iters=6, options=()):
