@@ -110,7 +110,8 @@ class WorkDirLock:
     def _read(self, fd: int) -> dict:
         """The record in the lock file; the holder may be between locking and writing it."""
         for _ in range(50):
-            text = os.pread(fd, 1 << 16, 0).decode(errors="replace")
+            os.lseek(fd, 0, os.SEEK_SET)
+            text = os.read(fd, 1 << 16).decode(errors="replace")
             if text.strip():
                 try:
                     return json.loads(text)
@@ -142,7 +143,8 @@ class WorkDirLock:
                 self.take_over = False  # the new file is ours to take
                 continue
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(_record()).encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(_record()).encode())
             os.fsync(fd)
             self.fd = fd
             return
