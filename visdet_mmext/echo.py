@@ -13,8 +13,11 @@ def echo(value, limit: int = LIMIT) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
         # repr of an int over 4300 digits raises; a huge one says nothing digit by digit
         digits = int(value.bit_length() * 0.30103) + 1
-        return f"{'-' if value < 0 else ''}<an integer of about {digits} digits>"
-    return clip(repr(value), limit)
+        return f"<{'a negative' if value < 0 else 'an'} integer of about {digits} digits>"
+    try:
+        return clip(repr(value), limit)
+    except ValueError:  # e.g. a container holding an int past Python's 4300-digit limit
+        return f"<a {type(value).__name__} too large to show>"
 
 
 def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -56,15 +56,16 @@ def check_model_fit(model, checkpoint: Mapping, path: str, revise_keys=()) -> No
     lines, counts = differences(model.state_dict(), revised(saved, revise_keys))
     if not lines:
         return
-    total = len(model.state_dict())
+    counts = [f"{counts['reshaped']} of them have another shape in it" * bool(counts["reshaped"]),
+              f"{counts['missing']} are missing from it" * bool(counts["missing"]),
+              f"it holds {counts['extra']} entries the model lacks" * bool(counts["extra"])]
     shown = lines[:SHOWN] + ([f"... and {len(lines) - SHOWN} more"] if len(lines) > SHOWN else [])
     raise CheckpointMismatchError(
-        f"Checkpoint {path} was not saved from this model, so it cannot be resumed: of the "
-        f"model's {total} weights and buffers, {counts['missing']} are not in it and "
-        f"{counts['reshaped']} have another shape, and {counts['extra']} of its entries are not "
-        "in the model. First differences:\n  " + "\n  ".join(shown) + "\nNothing was loaded. "
-        "Resume with the config of the run that wrote it, or " + weights_only_advice(path) +
-        ": the weights that fit load and the rest are listed in the log.")
+        f"Checkpoint {path} was not saved from this model ({len(model.state_dict())} weights and "
+        f"buffers), so it cannot be resumed: {'; '.join(filter(None, counts))}. First "
+        "differences:\n  " + "\n  ".join(shown) + "\nNothing was loaded. Resume with the config "
+        "of the run that wrote it, or " + weights_only_advice(path) + ": the weights that fit "
+        "load and the rest are listed in the log.")
 
 
 def iteration_mismatch(checkpoint: Mapping, path: str) -> str | None:

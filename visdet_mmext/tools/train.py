@@ -13,8 +13,8 @@ too (after the installed ones: a ``getopt.py`` there never replaces the standard
 optimizer config is checked before the runner is built (a typo or a missing package fails in a
 second with the fix), one run at a time trains into a work dir (``runtime.work_dir_lock``),
 checkpoints load weights-only (safe resume on torch >= 2.6), and distributed runs work on a
-CPU-only torch (gloo). ``runner_type`` in the config selects
-another runner (``FlexibleRunner`` for DeepSpeed). The checkout's ``tools/train.py`` runs this.
+CPU-only torch (gloo). ``runner_type`` in the config selects another runner (``FlexibleRunner``
+for DeepSpeed). The checkout's ``tools/train.py`` runs this.
 """
 from __future__ import annotations
 
@@ -329,18 +329,20 @@ def warn_shadowed_imports(cfg) -> None:
 
 
 def _base_cycle(path: str, trail: tuple = ()) -> list[str] | None:
-    """The files of a ``_base_`` cycle reachable from ``path``, or None."""
+    """The files of a ``_base_`` cycle reachable from ``path``, or None. Read before mmengine
+    reads the config: mmengine recurses through a cycle until Python's recursion limit, parsing
+    the files a thousand times over (seconds to minutes), then raises a bare RecursionError."""
     from mmengine.config import Config
     real = os.path.realpath(path)
     if real in trail:
         return [*trail[trail.index(real):], real]
-    if not osp.isfile(real):
-        return None
+    if not osp.isfile(real) or osp.splitext(real)[1] != ".py":
+        return None  # mmengine says what is wrong with it
     for base in Config._get_base_files(real):
-        base_path, scope = Config._get_cfg_path(base, real)
-        cycle = None if scope else _base_cycle(base_path, (*trail, real))
-        if cycle:
-            return cycle
+        if isinstance(base, str) and "::" not in base:  # another package's configs: no cycle back
+            cycle = _base_cycle(osp.join(osp.dirname(real), base), (*trail, real))
+            if cycle:
+                return cycle
     return None
 
 
@@ -352,6 +354,12 @@ def load_config(path: str):
 
     installed_first()
     try:
+        cycle = _base_cycle(path)
+        if cycle:
+            raise ConfigFileError(
+                f"{path}: its _base_ files include each other in a cycle: "
+                f"{' -> '.join(map(osp.basename, cycle))} ({osp.dirname(cycle[0])}). Remove one of "
+                "these _base_ entries.")
         cfg = Config.fromfile(path)
     except ImportError as error:
         raise ConfigImportError(
@@ -363,13 +371,7 @@ def load_config(path: str):
         raise ConfigFileError(f"{where}, line {error.lineno}: {error.msg}: "
                               f"{(error.text or '').strip()!r}") from error
     except RecursionError:
-        cycle = _base_cycle(path)
-        if cycle is None:
-            raise ConfigFileError(f"{path}: its _base_ files nest too deep to read.") from None
-        raise ConfigFileError(
-            f"{path}: its _base_ files include each other in a cycle: "
-            f"{' -> '.join(map(osp.basename, cycle))} ({osp.dirname(cycle[0])}). Remove one of "
-            "these _base_ entries.") from None
+        raise ConfigFileError(f"{path}: its _base_ files nest too deep to read.") from None
     except (TypeError, KeyError, NameError, AttributeError) as error:
         # mmengine's merge of a child with its _base_ (e.g. a dict over a list: its message
         # says to add _delete_=True), or a name the file uses before defining it
