@@ -17,8 +17,10 @@ ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 
 
 def _train(work_dir, capsys, *options):
-    code = train_tool.main([ADAMW, "--work-dir", str(work_dir), "--cfg-options",
-                            *cli_options(iters=4, checkpoint_interval=2), *options])
+    flags = [option for option in options if option.startswith("--")]
+    settings = [option for option in options if not option.startswith("--")]
+    code = train_tool.main([ADAMW, "--work-dir", str(work_dir), *flags, "--cfg-options",
+                            *cli_options(iters=4, checkpoint_interval=2), *settings])
     out, err = capsys.readouterr()
     return code, out + err
 
@@ -43,6 +45,12 @@ def test_a_full_disk_names_the_intact_checkpoint(tmp_path, capsys):
             f"{tmp_path / 'iter_2.pth'}, is intact.") in output
     assert state_of(tmp_path / "iter_2.pth")["meta"]["iter"] == 2
     assert os.readlink(tmp_path / "iter_4.pth") == "/dev/full"  # left as it was
+
+    (tmp_path / "iter_4.pth").unlink()  # the cause fixed, the advice followed
+    code, output = _train(tmp_path, capsys, "--resume")
+    assert code == 0, output[-3000:]
+    assert f"Resuming from {tmp_path / 'iter_2.pth'}" in output
+    assert state_of(tmp_path / "iter_4.pth")["meta"]["iter"] == 4
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
