@@ -328,17 +328,36 @@ def warn_shadowed_imports(cfg) -> None:
                   "yours to import it.", file=sys.stderr, flush=True)
 
 
+def _base_files(path: str) -> list:
+    """The ``_base_`` entries a Python config lists literally ([] otherwise: mmengine then reads
+    the file itself and reports what is wrong with it, with its line)."""
+    import ast
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except SyntaxError:
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_"
+                                                for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            return bases if isinstance(bases, list) else [bases]
+    return []
+
+
 def _base_cycle(path: str, trail: tuple = ()) -> list[str] | None:
     """The files of a ``_base_`` cycle reachable from ``path``, or None. Read before mmengine
     reads the config: mmengine recurses through a cycle until Python's recursion limit, parsing
     the files a thousand times over (seconds to minutes), then raises a bare RecursionError."""
-    from mmengine.config import Config
     real = os.path.realpath(path)
     if real in trail:
         return [*trail[trail.index(real):], real]
     if not osp.isfile(real) or osp.splitext(real)[1] != ".py":
-        return None  # mmengine says what is wrong with it
-    for base in Config._get_base_files(real):
+        return None
+    for base in _base_files(real):
         if isinstance(base, str) and "::" not in base:  # another package's configs: no cycle back
             cycle = _base_cycle(osp.join(osp.dirname(real), base), (*trail, real))
             if cycle:
