@@ -18,8 +18,10 @@ from mmengine.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HO
 
 from ..echo import echo
 from ..errors import RunnerConfigError
-from ..optim.validation import did_you_mean
+from ..optim.validation import check_sharded_cfg, did_you_mean
 
+#: Strategies that shard parameters with FSDP2 (DTensor).
+SHARDING_STRATEGIES = ("FullyShardStrategy",)
 #: Schedulers whose ``start_factor`` divides their later values (mmengine allows 0 in it).
 LINEAR_SCHEDULERS = ("LinearLR", "LinearMomentum", "LinearParamScheduler")
 #: The largest count (iterations, epochs, batch size) a run can use: mmengine's ETA and torch's
@@ -217,16 +219,21 @@ def check_paths(cfg) -> None:
 
 
 def check_strategy(cfg) -> None:
-    """A DeepSpeed strategy's ZeRO settings, read as DeepSpeed will (before it is imported)."""
+    """The strategy's settings that would fail only once the model is built: a sharding
+    strategy's optimizer steps its shards exactly (its catalog row); a DeepSpeed strategy's ZeRO
+    settings read as DeepSpeed will (before it is imported)."""
     strategy = cfg.get("strategy")
-    if not isinstance(strategy, dict) or "DeepSpeed" not in str(strategy.get("type", "")):
+    if not isinstance(strategy, dict):
         return
-    from ..deepspeed.config import check
-    config = strategy.get("config")
-    config = dict(config) if isinstance(config, dict) else {}
-    if strategy.get("zero_optimization") is not None:
-        config["zero_optimization"] = strategy["zero_optimization"]
-    check(config)
+    if strategy.get("type") in SHARDING_STRATEGIES:
+        check_sharded_cfg(cfg.get("optim_wrapper"))
+    if "DeepSpeed" in str(strategy.get("type", "")):
+        from ..deepspeed.config import check
+        config = strategy.get("config")
+        config = dict(config) if isinstance(config, dict) else {}
+        if strategy.get("zero_optimization") is not None:
+            config["zero_optimization"] = strategy["zero_optimization"]
+        check(config)
 
 
 def check_run_cfg(cfg) -> None:
