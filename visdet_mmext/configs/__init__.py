@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 
+from ..echo import echo
 from ..errors import ConfigNotFoundError
 from ..suggest import did_you_mean
 
@@ -41,9 +42,9 @@ def find_config(name_or_path: str) -> str:
     if len(by_stem) == 1:
         return configs[by_stem[0]]
     if len(by_stem) > 1:
-        raise ConfigNotFoundError(f"{name_or_path!r} names several packaged configs: "
+        raise ConfigNotFoundError(f"{echo(name_or_path, 300)} names several packaged configs: "
                                   f"{', '.join(by_stem)}; give one of these.")
     stems = {name.rsplit("/", 1)[-1] for name in configs}
-    raise ConfigNotFoundError(f"No config file {name_or_path!r}, and no packaged config of that "
-                              f"name.{did_you_mean(key, set(configs) | stems)} `visdet-mmext "
-                              "configs` lists the packaged ones.")
+    raise ConfigNotFoundError(f"No config file {echo(name_or_path, 300)}, and no packaged config "
+                              f"of that name.{did_you_mean(key, set(configs) | stems)} "
+                              "`visdet-mmext configs` lists the packaged ones.")
