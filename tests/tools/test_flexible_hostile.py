@@ -10,7 +10,9 @@ FSDP2 checkpoint file.
 """
 import os
 import shutil
+import uuid
 
+import deepspeed  # noqa: F401  (its logger keeps the stdout of its import: the session's, not a test's)
 import pytest
 import torch
 
@@ -35,8 +37,11 @@ BOTH = ["deepspeed", "fsdp"]
 
 
 def _run(strategy, work_dir, capsys, *extra, config=None, options=()):
+    # each run its own logger (runs of one config within a second would share one, and with it
+    # the stdout of the test that made it)
     code = train_tool.main([config or CONFIG[strategy], "--work-dir", str(work_dir), *extra,
-                            "--cfg-options", *OPTIONS[strategy], *options])
+                            "--cfg-options", *OPTIONS[strategy], *options,
+                            f"experiment_name=test_{uuid.uuid4().hex[:10]}"])
     out, err = capsys.readouterr()
     return code, out + err
 
@@ -124,20 +129,22 @@ def test_resume_a_missing_checkpoint(tmp_path, capsys):
 
 # -- the checkpoint a first run wrote, resumed wrongly or damaged --------------------------------
 
-@pytest.mark.slow
-def test_a_deepspeed_run_resumes_no_checkpoint_file(first_runs, tmp_path, capsys):
-    checkpoint = first_runs["fsdp"] / "epoch_1.pth"
-    code, output = _run("deepspeed", tmp_path / "work", capsys, "--resume", str(checkpoint))
-    _refused(code, output, f"--resume {checkpoint}: a checkpoint file, and this run's DeepSpeed "
-             "checkpoints are directories: resume it with the config that wrote it, or")
+KIND_MISMATCH = {
+    "deepspeed": "a checkpoint file, and this run's DeepSpeed checkpoints are directories: resume "
+                 "it with the config that wrote it, or start a new run from its weights",
+    "fsdp": "a DeepSpeed checkpoint (a directory), and this run saves checkpoint files: resume it "
+            "with the DeepSpeed config that wrote it, or start a new run from its weights",
+}
 
 
 @pytest.mark.slow
-def test_a_checkpoint_file_run_resumes_no_deepspeed_directory(first_runs, tmp_path, capsys):
-    checkpoint = first_runs["deepspeed"] / "epoch_1.pth"
-    code, output = _run("fsdp", tmp_path / "work", capsys, "--resume", str(checkpoint))
-    _refused(code, output, f"--resume {checkpoint}: a DeepSpeed checkpoint (a directory), and "
-             "this run saves checkpoint files: resume it with the DeepSpeed config that wrote it")
+@pytest.mark.parametrize("strategy, other", [("deepspeed", "fsdp"), ("fsdp", "deepspeed")])
+def test_the_other_kind_of_checkpoint_is_not_resumed(first_runs, tmp_path, capsys, strategy,
+                                                     other):
+    checkpoint = first_runs[other] / "epoch_1.pth"
+    code, output = _run(strategy, tmp_path / "work", capsys, "--resume", str(checkpoint))
+    _refused(code, output, f"--resume {checkpoint}: {KIND_MISMATCH[strategy]}",
+             f"--cfg-options load_from={checkpoint} (and no --resume)")
 
 
 @pytest.mark.slow
