@@ -120,8 +120,10 @@ def check_round(rounds, world, r):
 
 @pytest.mark.slow
 def test_compressed_allreduce_matches_the_float64_procedure(tmp_path):
+    """Both implementations: the C kernels (CPU) and the torch operations (any device)."""
     torchrun("compression_job.py", 4, tmp_path)
-    for tag, world in (("world4", 4), ("pair", 2)):
+    for tag, world in [(f"{group}_{codec}", world) for group, world in (("world4", 4), ("pair", 2))
+                       for codec in ("native", "torch")]:
         rounds = [torch.load(tmp_path / f"{tag}_rank{rank}.pt", weights_only=True)
                   for rank in range(world)]
         for r in range(len(rounds[0])):

@@ -53,7 +53,7 @@ class OnebitAdam(OnebitOptimizer):
 
     def update(self, t: int) -> None:
         warmup = t <= self.freeze_step
-        params, momenta = [], []
+        params = []
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -65,9 +65,8 @@ class OnebitAdam(OnebitOptimizer):
                 if warmup:
                     state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 params.append(p)
-                momenta.append(state["exp_avg"])
         if not warmup:
-            self.compressed_average(params, momenta)
+            self.compressed_average("exp_avg")
             mask_unseen(params, self.state, self.unseen)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]

@@ -98,7 +98,7 @@ class OnebitLamb(OnebitOptimizer):
                     state["exp_avg_sq_fresh"] = state["exp_avg_sq"].clone()
 
     def _compression_step(self, t: int) -> None:
-        params, momenta, previous = [], [], []
+        params, previous = [], []
         for group in self.param_groups:
             beta1 = group["betas"][0]
             for p in group["params"]:
@@ -109,8 +109,7 @@ class OnebitLamb(OnebitOptimizer):
                 previous.append(state["exp_avg"].clone())
                 state["exp_avg"].lerp_(self.grad_or_zero(p), 1 - beta1)
                 params.append(p)
-                momenta.append(state["exp_avg"])
-        self.compressed_average(params, momenta)
+        self.compressed_average("exp_avg")
         mask_unseen(params, self.state, self.unseen)
         last = dict(zip(map(id, params), previous))
         for group in self.param_groups:
