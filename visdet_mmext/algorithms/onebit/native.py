@@ -25,49 +25,66 @@ _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX2__) && !defined(ONEBIT_PORTABLE)
+#include <immintrin.h>
+#define ONEBIT_AVX2 1
+#endif
 
 enum { Q, FLAT, LENGTH, VALID, CHUNK, FIELDS };
-#define SIGN 0x80000000u
 
-static uint32_t bits_of(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
-static float float_of(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+/* SIGNS[byte][k]: +1 where bit k of byte (from the high bit) is set, else -1; so +-scale is an
+   exact product. REVERSED[m]: m's 8 bits in the opposite order. */
+static float SIGNS[256][8];
+static uint8_t REVERSED[256];
 
-/* the float32 scale t of a message row, as bits */
-static uint32_t scale_at(const uint8_t *row, int64_t sign_bytes, int64_t t)
+__attribute__((constructor)) static void tables(void)
 {
-    uint32_t u;
-    memcpy(&u, row + sign_bytes + 4 * t, 4);
-    return u;
+    for (int byte = 0; byte < 256; ++byte) {
+        unsigned reversed = 0;
+        for (int k = 0; k < 8; ++k) {
+            SIGNS[byte][k] = (byte >> (7 - k)) & 1 ? 1.0f : -1.0f;
+            reversed |= ((byte >> k) & 1u) << (7 - k);
+        }
+        REVERSED[byte] = (uint8_t)reversed;
+    }
 }
 
-/* +scale where bit k of byte (from the high bit) is set, -scale elsewhere */
-static float signed_scale(uint32_t scale, unsigned byte, int k)
+static float scale_at(const uint8_t *row, int64_t sign_bytes, int64_t t)
 {
-    return float_of(scale ^ ((((byte >> (7 - k)) & 1u) ^ 1u) << 31));
+    float s;
+    memcpy(&s, row + sign_bytes + 4 * t, 4);
+    return s;
 }
 
-/* Signs of y (first element in the high bit), then y <- y - scale * sign on the valid elements;
-   the padding (y = 0, sign +1) stays 0. */
+/* Signs of y >= 0, 8 per byte (first element in the high bit), then y <- y - scale * sign on
+   the valid elements; the padding (y = 0, sign +1) stays 0. */
 static void signs_and_error(float *restrict y, int64_t length, int64_t valid, float scale,
                             uint8_t *restrict bits)
 {
-    const uint32_t s = bits_of(scale);
     int64_t i = 0;
+#ifdef ONEBIT_AVX2
+    const __m256 zero = _mm256_setzero_ps(), s = _mm256_set1_ps(scale);
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
     for (; i + 8 <= valid; i += 8) {
-        uint32_t negative[8];
-        for (int k = 0; k < 8; ++k) {
-            negative[k] = !(y[i + k] >= 0.0f);
-            y[i + k] -= float_of(s | negative[k] << 31);
-        }
+        const __m256 v = _mm256_loadu_ps(y + i);
+        const __m256 nonnegative = _mm256_cmp_ps(v, zero, _CMP_GE_OQ);
+        const __m256 q = _mm256_xor_ps(s, _mm256_andnot_ps(nonnegative, sign_bit));
+        _mm256_storeu_ps(y + i, _mm256_sub_ps(v, q));
+        bits[i / 8] = REVERSED[_mm256_movemask_ps(nonnegative)];
+    }
+#else
+    for (; i + 8 <= valid; i += 8) {
         unsigned byte = 0;
-        for (int k = 0; k < 8; ++k) byte |= (negative[k] ^ 1u) << (7 - k);
+        for (int k = 0; k < 8; ++k) byte |= (unsigned)(y[i + k] >= 0.0f) << (7 - k);
+        for (int k = 0; k < 8; ++k) y[i + k] -= SIGNS[byte][k] * scale;
         bits[i / 8] = (uint8_t)byte;
     }
+#endif
     for (; i < length; i += 8) {
         unsigned byte = 0;
         for (int k = 0; k < 8; ++k) {
-            const unsigned nonnegative = y[i + k] >= 0.0f;
-            byte |= nonnegative << (7 - k);
+            const int nonnegative = y[i + k] >= 0.0f;
+            byte |= (unsigned)nonnegative << (7 - k);
             y[i + k] = i + k < valid ? y[i + k] - (nonnegative ? scale : -scale) : 0.0f;
         }
         bits[i / 8] = (uint8_t)byte;
@@ -76,13 +93,13 @@ static void signs_and_error(float *restrict y, int64_t length, int64_t valid, fl
 
 static double squares(const float *restrict y, int64_t valid)
 {
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double lane[16] = {0};
     int64_t i = 0;
-    for (; i + 8 <= valid; i += 8)
-        for (int k = 0; k < 8; ++k) lane[k] += (double)y[i + k] * (double)y[i + k];
+    for (; i + 16 <= valid; i += 16)
+        for (int k = 0; k < 16; ++k) lane[k] += (double)y[i + k] * (double)y[i + k];
     double sum = 0.0;
     for (; i < valid; ++i) sum += (double)y[i] * (double)y[i];
-    for (int k = 0; k < 8; ++k) sum += lane[k];
+    for (int k = 0; k < 16; ++k) sum += lane[k];
     return sum;
 }
 
@@ -143,16 +160,20 @@ int onebit_server(int64_t nblocks, const int64_t *blocks, int64_t tensors, const
         const int64_t t = block[CHUNK] - first_chunk, column = block[Q] - rank * width;
         const int64_t valid = block[VALID];
         float *restrict z = error + column;
+        float scale[world];
+        for (int64_t w = 0; w < world; ++w)
+            scale[w] = scale_at(incoming + w * row_bytes, sign_bytes, t);
+        const uint8_t *bits = incoming + column / 8;
         for (int64_t i = 0; i < valid; i += 8) {
             float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int64_t w = 0; w < world; ++w) {
-                const uint8_t *row = incoming + w * row_bytes;
-                const uint32_t s = scale_at(row, sign_bytes, t);
-                const unsigned byte = row[(column + i) / 8];
-                for (int k = 0; k < 8; ++k) sum[k] += signed_scale(s, byte, k);
+                const float *sign = SIGNS[bits[w * row_bytes + i / 8]];
+                for (int k = 0; k < 8; ++k) sum[k] += sign[k] * scale[w];
             }
-            const int64_t n = valid - i < 8 ? valid - i : 8;
-            for (int k = 0; k < n; ++k) z[i + k] = sum[k] / (float)world + z[i + k];
+            if (i + 8 <= valid)
+                for (int k = 0; k < 8; ++k) z[i + k] = sum[k] / (float)world + z[i + k];
+            else
+                for (int k = 0; k < valid - i; ++k) z[i + k] = sum[k] / (float)world + z[i + k];
         }
         partial[b] = squares(z, valid);
     }
@@ -177,16 +198,16 @@ int onebit_decompress(int64_t nblocks, const int64_t *blocks, int64_t tensors, i
         const int64_t *block = blocks + b * FIELDS;
         const int64_t row = block[CHUNK] / tensors, column = block[Q] - row * width;
         const uint8_t *message = gathered + row * row_bytes;
-        const uint32_t s = scale_at(message, sign_bytes, block[CHUNK] % tensors);
+        const float s = scale_at(message, sign_bytes, block[CHUNK] % tensors);
         const uint8_t *restrict bits = message + column / 8;
         float *restrict x = flat + block[FLAT];
         const int64_t valid = block[VALID];
         int64_t i = 0;
         for (; i + 8 <= valid; i += 8) {
-            const unsigned byte = bits[i / 8];
-            for (int k = 0; k < 8; ++k) x[i + k] = signed_scale(s, byte, k);
+            const float *sign = SIGNS[bits[i / 8]];
+            for (int k = 0; k < 8; ++k) x[i + k] = sign[k] * s;
         }
-        for (; i < valid; ++i) x[i] = signed_scale(s, bits[i / 8], (int)(i % 8));
+        for (; i < valid; ++i) x[i] = SIGNS[bits[i / 8]][i % 8] * s;
     }
     return 0;
 }
@@ -198,10 +219,16 @@ def _pointer(tensor: Tensor) -> ctypes.c_void_p:
 
 
 class NativeCodec:
-    """The C stages for one layout on the CPU (``available()`` says whether they can run)."""
+    """The C stages for one layout on the CPU.
 
-    def __init__(self, layout):
+    ``portable``: the plain C build that CPUs without AVX2 run (bit-identical; for tests).
+    """
+
+    def __init__(self, layout, portable: bool = False):
         self.layout = layout
+        self.lib = self.library(portable)
+        if self.lib is None:
+            raise RuntimeError("the native 1-bit kernels cannot be built here (see the log)")
         self.blocks = layout.blocks(BLOCK)
         rows = self.blocks[:, CHUNK] // len(layout.numels)
         # the server's blocks: those of one row, contiguous in the table (ordered by row)
@@ -212,11 +239,13 @@ class NativeCodec:
         self.counts = layout.counts.float().contiguous()
 
     @staticmethod
-    def library() -> ctypes.CDLL | None:
+    def library(portable: bool = False) -> ctypes.CDLL | None:
         """The compiled kernels, or None where they cannot be built or the user switched native
         kernels off (``VISDET_MMEXT_COMPILE=off``)."""
         if dispatch.strategy_for(torch.device("cpu")) is None:
             return None
+        if portable:
+            return native_cpu.library("onebit_portable", "#define ONEBIT_PORTABLE 1\n" + _SOURCE)
         return native_cpu.library("onebit", _SOURCE)
 
     def _common(self):
@@ -226,7 +255,7 @@ class NativeCodec:
 
     def worker(self, flat: Tensor, error: Tensor, message: Tensor) -> None:
         tensors, width, row_bytes = self._common()
-        self.library().onebit_worker(
+        self.lib.onebit_worker(
             ctypes.c_int64(len(self.blocks)), _pointer(self.blocks),
             ctypes.c_int64(self.counts.numel()), _pointer(self.counts), tensors, width, row_bytes,
             _pointer(flat), _pointer(error), _pointer(message), _pointer(self.partial),
@@ -235,7 +264,7 @@ class NativeCodec:
     def server(self, incoming: Tensor, error: Tensor, message: Tensor, rank: int) -> None:
         tensors, width, row_bytes = self._common()
         start, end = self.row_ranges[rank], self.row_ranges[rank + 1]
-        self.library().onebit_server(
+        self.lib.onebit_server(
             ctypes.c_int64(end - start), _pointer(self.blocks[start:]), tensors,
             _pointer(self.counts[rank]), width, row_bytes, ctypes.c_int64(self.layout.world),
             ctypes.c_int64(rank), _pointer(incoming), _pointer(error), _pointer(message),
@@ -244,6 +273,6 @@ class NativeCodec:
 
     def decompress(self, gathered: Tensor, flat: Tensor) -> None:
         tensors, width, row_bytes = self._common()
-        self.library().onebit_decompress(
+        self.lib.onebit_decompress(
             ctypes.c_int64(len(self.blocks)), _pointer(self.blocks), tensors, width, row_bytes,
             _pointer(gathered), _pointer(flat), ctypes.c_int(torch.get_num_threads()))
