@@ -20,13 +20,15 @@ issued, and can be slowed to a given link speed (``--gbits``). Two parts:
    synchronisation per 16 steps counts), the bytes sent per step, and the 1-bit compute per step.
 
 Models: ``demo`` (the demo's DemoConvNet, 32x32 images, batch 64 per rank: compute-bound),
-``mlp`` (four 1024x1024 layers, 4.2 M parameters, batch 32: communication-bound) and
-``resnet50`` (Hugging Face transformers' ResNet-50 from its config: 161 tensors, 25.6 M
-parameters; batch 2 of 32x32 images per rank).
+``mlp`` (four 1024x1024 layers, 4.2 M parameters, batch 32: communication-bound),
+``resnet50_params`` (ResNet-50's 161 parameter tensors, 25.6 M, with a loss that costs one pass
+over them: the step is the optimizer and its communication, as when a GPU computes the rest) and
+``resnet50`` (Hugging Face transformers' ResNet-50 from its config, batch 2 of 32x32 images per
+rank: seconds of CPU compute per step; not in the default set).
 
     python tools/benchmark_distributed.py                       # loopback, 2 and 4 processes
-    python tools/benchmark_distributed.py --models resnet50 --optimizers DDP+Adam OnebitAdam \\
-        ZeroOneAdam --gbits 1 10 25                             # + simulated links, plot
+    python tools/benchmark_distributed.py --models resnet50_params --optimizers DDP+Adam \\
+        OnebitAdam ZeroOneAdam --gbits 1 10 25 --out docs/benchmarks/distributed_links.json
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 OPTIMIZERS = ("DDP+Adam", "OnebitAdam", "ZeroOneAdam", "DDP+LAMB", "OnebitLamb")
 BASELINE = {"OnebitAdam": "DDP+Adam", "ZeroOneAdam": "DDP+Adam", "OnebitLamb": "DDP+LAMB"}
-MODELS = ("demo", "mlp", "resnet50")
+MODELS = ("demo", "mlp", "resnet50_params", "resnet50")
 LOOPBACK = "loopback"
 STAGES = ("worker", "server", "decompress")
 
@@ -74,6 +76,19 @@ def resnet50() -> nn.Module:
     return ResNetForImageClassification(ResNetConfig(num_labels=1000))
 
 
+class ParametersOnly(nn.Module):
+    """``model``'s parameters (same shapes and initial values) and almost no compute: the logits
+    are the inputs plus the mean square of every parameter, so each gets a dense gradient for
+    one pass forward and one backward. Its step time is the optimizer and its communication."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.weights = nn.ParameterList(p.detach().clone() for p in model.parameters())
+
+    def forward(self, inputs):
+        return inputs + sum(p.square().mean() for p in self.weights)
+
+
 def build_model(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A model whose forward gives logits, and one synthetic batch, the same on every call."""
     generator = torch.Generator().manual_seed(0)
@@ -86,6 +101,9 @@ def build_model(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     if name == "resnet50":
         inputs = torch.randn(2, 3, 32, 32, generator=generator)
         return Logits(resnet50(), True), inputs, torch.randint(0, 1000, (2,), generator=generator)
+    if name == "resnet50_params":
+        inputs = torch.randn(2, 10, generator=generator)
+        return ParametersOnly(resnet50()), inputs, torch.randint(0, 10, (2,), generator=generator)
     layers = []
     for _ in range(4):
         layers += [nn.Linear(1024, 1024), nn.ReLU()]
@@ -193,6 +211,10 @@ def steps_part(model_name: str, group, clock: StageClock, args) -> dict:
     params = list(runs[args.optimizers[0]]["ddp"].parameters())
     links = {}
     for gbits in [None, *args.gbits]:
+        if dist.get_rank() == 0:
+            print(f"  {model_name}, {dist.get_world_size()} processes, "
+                  f"{'loopback' if gbits is None else f'{gbits:g} Gbit/s'}: {args.steps} steps "
+                  f"x {len(runs)} optimizers", flush=True)
         group.limit_bandwidth(None if gbits is None else gbits * 1e9)
         samples = {name: dict(times=[], sent=[], compute=[]) for name in runs}
         for _ in range(args.steps):
@@ -312,13 +334,17 @@ def plot(results: dict, path: Path) -> bool:
     for ax, (world, model_name, data) in zip(axes[0], panels):
         speeds = sorted(float(link) for link in data["links"] if link != LOOPBACK)
         for name in data["links"][LOOPBACK]:
-            ax.plot(speeds, [data["links"][f"{s:g}"][name]["ms_per_step"] for s in speeds],
-                    marker="o", label=name)
+            line, = ax.plot(speeds, [data["links"][f"{s:g}"][name]["ms_per_step"]
+                                     for s in speeds], marker="o", label=name)
+            ax.axhline(data["links"][LOOPBACK][name]["ms_per_step"], color=line.get_color(),
+                       linestyle=":", linewidth=1)
+        ax.set_ylim(bottom=0)
         ax.set_xscale("log")
         ax.set_xticks(speeds, [f"{s:g}" for s in speeds])
         ax.set_xlabel("simulated link (Gbit/s per rank)")
         ax.set_ylabel("ms per training step (rank 0)")
-        ax.set_title(f"{model_name}, {world} processes ({data['params'] / 1e6:.1f} M params)")
+        ax.set_title(f"{model_name}, {world} processes ({data['params'] / 1e6:.1f} M params); "
+                     "dotted: loopback", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"{results['date']}, load {results['load_at_start']:.1f}, "
@@ -331,7 +357,7 @@ def plot(results: dict, path: Path) -> bool:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nprocs", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="*", default=list(MODELS[:3]), choices=MODELS)
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
     parser.add_argument("--gbits", type=float, nargs="*", default=[],
                         help="simulated link speeds (Gbit/s per rank) to time besides loopback")
@@ -343,7 +369,13 @@ def main(argv=None) -> None:
     parser.add_argument("--compression-rounds", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "distributed.json"))
+    parser.add_argument("--replot", action="store_true",
+                        help="only rewrite the table and plot from the JSON file at --out")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.replot:
+        report(json.loads(out.read_text()), out)
+        return
     results = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                    machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                    torch=torch.__version__, load_at_start=os.getloadavg()[0],
@@ -357,9 +389,13 @@ def main(argv=None) -> None:
                            start_method="spawn")
         results["runs"][str(world)] = queue.get()
     results["load_at_end"] = os.getloadavg()[0]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    report(results, out)
+
+
+def report(results: dict, out: Path) -> None:
+    """The tables (``out`` with .md) and, with simulated links, the plot (.png)."""
     table = markdown(results)
     out.with_suffix(".md").write_text(table)
     drawn = plot(results, out.with_suffix(".png"))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from visdet_mmext.algorithms.onebit.compression import ChunkLayout, TorchCodec
+from visdet_mmext.algorithms.onebit.compression import ChunkLayout, TorchCodec, compressed_allreduce
 from visdet_mmext.algorithms.onebit.native import NativeCodec
 
 # odd and tiny sizes (padding, all-padding chunks), one tensor spanning several C blocks
@@ -76,3 +76,14 @@ def test_torch_operations_equal_the_c_kernels_in_one_round(layout):
     for view in layout.views(padding):
         view.zero_()
     assert not c_flats[0][padding].any()  # the flat buffer's padding stays zero
+
+
+def test_buffers_that_do_not_fit_the_layout_are_refused_before_any_kernel_runs(layout):
+    """The C kernels trust the sizes (a checkpoint's error buffers, a caller's flat buffer)."""
+    flat, worker = torch.zeros(layout.flat_numel), torch.zeros(WORLD, layout.width)
+    for bad in ((flat[:-8], worker, torch.zeros(layout.width)),
+                (flat, worker, torch.zeros(layout.width + 8)),
+                (flat, worker.t().contiguous().t(), torch.zeros(layout.width)),
+                (flat.double(), worker, torch.zeros(layout.width))):
+        with pytest.raises(ValueError, match="expected a contiguous float32 tensor"):
+            compressed_allreduce(*bad, layout)

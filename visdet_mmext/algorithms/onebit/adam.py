@@ -76,10 +76,11 @@ class OnebitAdam(OnebitOptimizer):
                     adam_step(p, self.state[p], group, bc1, bc2)
 
 
-def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = None) -> None:
-    """Zero the momentum where the variance is exactly 0 (no gradient in the warm-up, e.g. unused
-    embedding rows): one bit cannot send a zero, and the step there would be m / eps. DeepSpeed
-    asked for an ``exp_avg_mask`` param-group key for this.
+def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = None,
+                key: str = "exp_avg") -> None:
+    """Zero the momentum (``key``) where the variance is exactly 0 (no gradient in the warm-up,
+    e.g. unused embedding rows): one bit cannot send a zero, and the step there would be m / eps.
+    DeepSpeed asked for an ``exp_avg_mask`` param-group key for this.
 
     ``frozen`` caches the masks (None where there is no zero) while the variance cannot change.
     """
@@ -92,7 +93,7 @@ def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = N
         else:
             mask = frozen[p]
         if mask is not None:
-            state[p]["exp_avg"].masked_fill_(mask, 0.0)
+            state[p][key].masked_fill_(mask, 0.0)
 
 
 def update_moments(state: dict, grad: torch.Tensor, beta1: float, beta2: float) -> None:

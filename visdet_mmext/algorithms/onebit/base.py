@@ -159,7 +159,8 @@ class OnebitOptimizer(Optimizer):
             self.errors = {"worker_error": torch.zeros(layout.world, layout.width,
                                                        device=layout.device),
                            "server_error": torch.zeros(layout.width, device=layout.device)}
-        if self.errors["worker_error"].shape != (layout.world, layout.width):
+        if (self.errors["worker_error"].shape != (layout.world, layout.width)
+                or self.errors["server_error"].shape != (layout.width,)):
             raise ValueError(f"{type(self).__name__}: the loaded error buffers do not fit this "
                              "model's parameters (was the checkpoint saved for another model?)")
         compressed_allreduce(self._flat, self.errors["worker_error"],

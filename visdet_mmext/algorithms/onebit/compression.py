@@ -187,6 +187,12 @@ def compressed_allreduce(flat: Tensor, worker_error: Tensor, server_error: Tenso
     buffers (float32), updated in place. Two collectives: an all-to-all and an all-gather of
     bytes. ``native``: see :meth:`ChunkLayout.codec`.
     """
+    expected = ((flat, (layout.flat_numel,)), (worker_error, (layout.world, layout.width)),
+                (server_error, (layout.width,)))
+    for tensor, shape in expected:  # the C kernels trust these sizes
+        if tensor.shape != shape or tensor.dtype != torch.float32 or not tensor.is_contiguous():
+            raise ValueError(f"compressed_allreduce: expected a contiguous float32 tensor of "
+                             f"shape {shape}, got {tensor.dtype} {tuple(tensor.shape)}")
     codec = layout.codec(native)
     outgoing = torch.empty((layout.world, layout.row_bytes), dtype=torch.uint8, device=flat.device)
     codec.worker(flat, worker_error, outgoing)

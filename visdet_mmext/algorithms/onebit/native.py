@@ -18,8 +18,8 @@ from .. import dispatch, native_cpu
 
 #: Elements per block: a unit of work for one thread (128 KiB of fp32).
 BLOCK = 1 << 15
-#: Columns of a block row: exchange index, flat index, length, valid elements, chunk.
-Q, FLAT, LENGTH, VALID, CHUNK = range(5)
+#: The block table's column holding the chunk (``ChunkLayout.blocks``).
+CHUNK = 4
 
 _SOURCE = r"""
 #include <math.h>

@@ -90,6 +90,7 @@ class ZeroOneAdam(OnebitOptimizer):
 
     def _adam_step(self, t: int) -> None:
         self.onebit["var_updates"] += 1
+        self.unseen.clear()  # the variance changes: masks of its zeros are found again
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = self._bias_corrections(group, t)
@@ -118,7 +119,7 @@ class ZeroOneAdam(OnebitOptimizer):
                     if not sync:  # a local step moves p: remember where the interval starts
                         state["anchor"] = p.detach().clone()
                 state["exp_avg"].lerp_(self.grad_or_zero(p), 1 - beta1)
-                mask_unseen([p], self.state)
+                mask_unseen([p], self.state, self.unseen)
                 state["momentum_sum"].add_(state["exp_avg"], alpha=group["lr"] / bc1)
                 state["lr_sum"] += group["lr"]
                 state["decay"] *= 1 - group["lr"] * group["weight_decay"]
@@ -130,8 +131,7 @@ class ZeroOneAdam(OnebitOptimizer):
         if not sync:
             return
         self.compressed_average("momentum_sum")
-        for p in params:
-            self.state[p]["momentum_sum"].masked_fill_(self.state[p]["exp_avg_sq"] == 0, 0.0)
+        mask_unseen(params, self.state, self.unseen, "momentum_sum")
         for group in self.param_groups:
             bc1, bc2 = self._bias_corrections(group, t)
             for p in group["params"]:
