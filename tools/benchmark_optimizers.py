@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Optimizer step cost: the native Lion, LAMB and Muon side by side with the installed peers.
+"""Optimizer step cost: the native Lion, LAMB, ADOPT, Adan and Muon side by side with the installed
+peers.
 
 Parameter sets (fp32 params and grads):
 
 * ``transformer``: embedding 50256 x h, per block qkv 3h x h, proj h x h, mlp 4h x h and h x 4h with
   biases and two LayerNorms, head 10 x h (h=512, 12 blocks: 63.5 M params on CPU; 2048/24 on CUDA).
   Muon rows use its 2-D subset, the only thing torch.optim.Muon accepts.
+* ``transformer10m``: the same blocks at h=256, 13 of them, embedding 1024 x h (10.5 M params in
+  159 tensors): the element-wise optimizers and the wrapped ones (ADOPT, Adan, SOAP, Prodigy,
+  schedule-free AdamW) beside their peers.
 * ``resnet50``: ResNet-50's parameter shapes (25.6 M); Muon batched vs its per-matrix loop.
 
 Per optimizer: warm-up steps (compilation happens here, reported as "first step"), then timed steps
@@ -41,13 +45,15 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from visdet_mmext.algorithms.adan import Adan  # noqa: E402
+from visdet_mmext.algorithms.adopt import ADOPT  # noqa: E402
 from visdet_mmext.algorithms.lamb import LAMB  # noqa: E402
 from visdet_mmext.algorithms.lion import Lion  # noqa: E402
 from visdet_mmext.algorithms.muon import Muon, matrix_shape  # noqa: E402
 
 # Bytes per parameter an ideal single-pass kernel moves (fp32): reads p, g and the states, writes
 # p and the states.
-IDEAL_BYTES = {"adamw": 28, "lion": 20, "lamb": 28}
+IDEAL_BYTES = {"adamw": 28, "lion": 20, "lamb": 28, "adopt": 28, "adan": 44}
 
 
 # --------------------------------------------------------------------------- parameter sets
@@ -187,9 +193,48 @@ def bnb_optim():
     return bnb.optim
 
 
+def collection(name: str):
+    return getattr(__import__("pytorch_optimizer"), name)
+
+
+def schedule_free(params: list) -> torch.optim.Optimizer:
+    optimizer = __import__("schedulefree").AdamWScheduleFree(params, lr=1e-3)
+    optimizer.train()  # it steps only in train mode
+    return optimizer
+
+
+def small_set_cases() -> list[Case]:
+    """The 10 M set: the element-wise native optimizers and the wrapped rows beside their peers."""
+    s = "transformer10m"
+    return [
+        Case(s, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
+             kind="adamw"),
+        Case(s, "native Lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1), native=True,
+             kind="lion"),
+        Case(s, "native LAMB", lambda ps: LAMB(ps, lr=1e-3, weight_decay=0.01), native=True,
+             kind="lamb"),
+        Case(s, "pytorch-optimizer Lamb", lambda ps: collection("Lamb")(
+            ps, lr=1e-3, weight_decay=0.01), kind="lamb"),
+        Case(s, "native ADOPT", lambda ps: ADOPT(ps, lr=1e-3, weight_decay=0.01, decouple=True),
+             native=True, kind="adopt"),
+        Case(s, "pytorch-optimizer ADOPT", lambda ps: collection("ADOPT")(
+            ps, lr=1e-3, weight_decay=0.01, weight_decouple=True), kind="adopt"),
+        Case(s, "native Adan", lambda ps: Adan(ps, lr=1e-3, weight_decay=0.02), native=True,
+             kind="adan"),
+        Case(s, "pytorch-optimizer Adan", lambda ps: collection("Adan")(
+            ps, lr=1e-3, weight_decay=0.02), kind="adan"),
+        Case(s, "pytorch-optimizer Adan per-parameter", lambda ps: collection("Adan")(
+            ps, lr=1e-3, weight_decay=0.02, foreach=False), kind="adan"),
+        Case(s, "SOAP (pytorch-optimizer)", lambda ps: collection("SOAP")(ps, lr=3e-3),
+             heavy=True),
+        Case(s, "Prodigy", lambda ps: __import__("prodigyopt").Prodigy(ps, lr=1.0)),
+        Case(s, "AdamWScheduleFree", schedule_free),
+    ]
+
+
 def cases(device: torch.device) -> list[Case]:
     t, r = "transformer", "resnet50"
-    return [
+    return small_set_cases() + [
         Case(t, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
              kind="adamw"),
         Case(t, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
@@ -279,7 +324,7 @@ def ratio(results: dict, a: tuple, b: tuple, key: str = "ms_per_step") -> float 
 def targets(results: dict, device: torch.device, key: str = "round") -> list[dict]:
     """The goals; ``key``: ``round`` (median of per-round ratios), ``ms_per_step`` (ratio of the
     medians) or ``ms_min`` (of the best rounds)."""
-    t, r = "transformer", "resnet50"
+    t, r, s = "transformer", "resnet50", "transformer10m"
     rows = []
 
     def add(name, a=None, b=None, goal=None, op=None, value=None):
@@ -295,6 +340,11 @@ def targets(results: dict, device: torch.device, key: str = "round") -> list[dic
     if device.type == "cpu":
         add("native Lion / torch AdamW fused (ms)", (t, "native Lion"), (t, "torch AdamW fused"),
             0.8, "<=")
+        add("native LAMB / torch AdamW fused (ms)", (t, "native LAMB"), (t, "torch AdamW fused"),
+            1.5, "<=")
+        for name in ("LAMB", "ADOPT", "Adan"):
+            add(f"10 M: native {name} / torch AdamW fused (ms)", (s, f"native {name}"),
+                (s, "torch AdamW fused"), 1.5, "<=")
         add("native LAMB / bitsandbytes LAMB (ms)", (t, "native LAMB"),
             (t, "bitsandbytes LAMB (32-bit)"), 0.5, "<=")
         add("native Muon / torch.optim.Muon, 2-D subset (ms)", muon_2d, torch_muon, 0.8, "<=")
@@ -331,6 +381,9 @@ def markdown(report: dict) -> str:
             if row.get("skipped"):
                 lines.append(f"| {name} | skipped: {row['skipped']} | | | | | |")
                 continue
+            if "ms_per_step" not in row:  # a report written before the run reached it
+                lines.append(f"| {name} | not measured yet | | | | | |")
+                continue
             peak = report["matmul_peak_GFLOPs"]
             lines.append(f"| {name} | {row['ms_per_step']:.1f} | {fmt(row['bw_fraction'], '.2f')} "
                          f"| {fmt(row['state_bytes_per_param'], '.2f')} | "
@@ -358,7 +411,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     sets = list(report["sets"])
-    rows = {s: [r for r in report["results"] if r["set"] == s and not r.get("skipped")]
+    rows = {s: [r for r in report["results"] if r["set"] == s and "ms_per_step" in r]
             for s in sets}
     heights = [max(1, len(rows[s])) for s in sets]
     fig, axes = plt.subplots(len(sets), 1, figsize=(9, 0.45 * sum(heights) + 1.6 * len(sets)),
@@ -384,6 +437,33 @@ def plot(report: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- main
+def write_report(args, device, rows, results_by_key, report_sets, bandwidth, peak,
+                 load_before) -> dict:
+    """``<out>/<tag>.json`` and ``.md`` from the rows measured so far."""
+    for row in results_by_key.values():
+        ideal = IDEAL_BYTES[row["kind"]] * row["params"] / 1e9 if row.get("kind") else None
+        row["bw_fraction"] = ideal / (row["ms_per_step"] / 1e3) / bandwidth if ideal else None
+    report = dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        machine=machine_info(device),
+        copy_bandwidth_GBps=bandwidth, matmul_peak_GFLOPs=peak,
+        load_average_before=load_before, load_average_after=os.getloadavg(),
+        settings=dict(warmup=args.warmup, steps=args.steps, heavy_warmup=args.heavy_warmup,
+                      heavy_steps=args.heavy_steps, quick=args.quick),
+        sets=report_sets, results=rows, targets=targets(results_by_key, device))
+    for row, medians, best in zip(report["targets"],
+                                  targets(results_by_key, device, key="ms_per_step"),
+                                  targets(results_by_key, device, key="ms_min")):
+        if "(ms)" in row["target"] or "speed-up" in row["target"]:
+            row["value_medians"], row["value_best_round"] = medians["value"], best["value"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.tag or device.type
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -397,12 +477,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy-steps", type=int,
                         help="timed steps for Muon rows (CPU 2, CUDA 10)")
     parser.add_argument("--only", help="regex on optimizer names")
+    parser.add_argument("--sets", help="regex on parameter-set names (transformer10m, "
+                        "transformer, resnet50)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (torch.set_num_threads); 1 keeps a busy machine's "
+                        "spinning OpenMP threads out of the ratios")
     parser.add_argument("--out", default=str(ROOT / "benchmark_out"))
     parser.add_argument("--tag", help="file name stem (default: the device type)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hidden = args.hidden or (128 if args.quick else 2048 if gpu else 512)
     blocks = args.blocks or (2 if args.quick else 24 if gpu else 12)
     if args.heavy_warmup is None:
@@ -412,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.warmup, args.steps, args.heavy_warmup, args.heavy_steps = 1, 3, 1, 1
     resnet_width = 16 if args.quick else 64
+    small = dict(h=64, blocks=2, vocab=256) if args.quick else dict(h=256, blocks=13, vocab=1024)
     set_shapes = {
+        "transformer10m": (transformer_shapes(small["h"], small["blocks"], small["vocab"]),
+                           f"transformer h={small['h']}, {small['blocks']} blocks, "
+                           f"vocabulary {small['vocab']}"),
         "transformer": (transformer_shapes(hidden, blocks),
                         f"transformer h={hidden}, {blocks} blocks"),
         "resnet50": (resnet50_shapes(resnet_width),
@@ -427,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"copy bandwidth {bandwidth:.1f} GB/s, fp32 matmul {peak:.0f} GFLOP/s (both re-measured "
         "every round, best kept)")
 
-    todo = [c for c in cases(device) if not args.only or re.search(args.only, c.name)]
+    todo = [c for c in cases(device) if (not args.only or re.search(args.only, c.name))
+            and (not args.sets or re.fullmatch(args.sets, c.set))]
     report_sets, results_by_key = {}, {}
     for set_name, (shapes, description) in set_shapes.items():
         if not any(c.set == set_name for c in todo):
@@ -441,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     # Optimizers of one set and weight class are stepped round-robin (one timed step each per
     # round), so a change in machine load hits all of them alike and the ratios stay fair.
     phases: dict[tuple, list[int]] = {}
+    report = None
     for i, c in enumerate(todo):
         phases.setdefault((c.set, c.heavy), []).append(i)
     for (set_name, heavy), members in phases.items():
@@ -492,33 +585,19 @@ def main(argv: list[str] | None = None) -> int:
             row.update(ms_per_step=ms, ms_min=min(row["ms_all"]), params=n,
                        load_1min=statistics.mean(loads),
                        state_bytes_per_param=state_bytes(opt) / n,
-                       ideal_GB=IDEAL_BYTES[case.kind] * n / 1e9 if case.kind else None,
+                       kind=case.kind,
                        gflops=ns_flops(params) / (ms / 1e3) / 1e9 if case.muon else None)
             results_by_key[(case.set, case.name)] = row
         del live, params_all
         opt = None
+        # what is measured so far: a run stopped at a deadline still leaves its targets
+        report = write_report(args, device, rows, results_by_key, report_sets, bandwidth, peak,
+                              load_before)
 
-    for row in results_by_key.values():
-        ideal = row.pop("ideal_GB")
-        row["bw_fraction"] = ideal / (row["ms_per_step"] / 1e3) / bandwidth if ideal else None
-    report = dict(
-        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        machine=machine_info(device),
-        copy_bandwidth_GBps=bandwidth, matmul_peak_GFLOPs=peak,
-        load_average_before=load_before, load_average_after=os.getloadavg(),
-        settings=dict(warmup=args.warmup, steps=args.steps, heavy_warmup=args.heavy_warmup,
-                      heavy_steps=args.heavy_steps, quick=args.quick),
-        sets=report_sets, results=rows, targets=targets(results_by_key, device))
-    for row, medians, best in zip(report["targets"],
-                                  targets(results_by_key, device, key="ms_per_step"),
-                                  targets(results_by_key, device, key="ms_min")):
-        if "(ms)" in row["target"] or "speed-up" in row["target"]:
-            row["value_medians"], row["value_best_round"] = medians["value"], best["value"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = args.tag or device.type
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report))
+    if report is None:
+        say("nothing to measure")
+        return 1
+    out, stem = Path(args.out), args.tag or device.type
     try:
         plot(report, out / f"{stem}.png")
     except ImportError as exc:

@@ -15,6 +15,21 @@ needs_compile = pytest.mark.skipif(dispatch.strategy_for(torch.device("cpu")) is
 ALL_PATHS = ["single", "foreach", pytest.param("compiled", marks=needs_compile)]
 
 
+@pytest.fixture
+def fresh_compiler(monkeypatch):
+    """Each test compiles from scratch (no recompile limit carried over), with fp32 matmuls in
+    full precision (no TF32), on the path the device picks by itself. A compile failure fails its
+    own test only: the process-wide fallback to eager it sets is undone for the next test."""
+    torch._dynamo.reset()
+    monkeypatch.delenv("VISDET_MMEXT_COMPILE", raising=False)
+    monkeypatch.setattr(dispatch, "_BROKEN", "")
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(precision)
+    assert not dispatch._BROKEN, f"the compiled path fell back to eager: {dispatch._BROKEN}"
+
+
 def make_problem(seed=0, steps=20, shapes=SHAPES):
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen) for s in shapes]
@@ -79,3 +94,44 @@ def assert_closure_loss_returned(optimizer, p):
 
     expected = float((p.detach() ** 2).sum())  # the loss before the step changes p
     assert optimizer.step(closure).item() == pytest.approx(expected)
+
+
+def assert_rel_close(actual, expected, rtol):
+    """Each tensor within ``rtol`` of the largest magnitude of its expected value."""
+    for a, e in zip(actual, expected):
+        scale = e.detach().double().abs().max().clamp(min=1e-12)
+        err = ((a.detach().double() - e.detach().double()).abs().max() / scale).item()
+        assert err <= rtol, err
+
+
+def assert_native_kernel_matches_single_path(module, factory, steps=4):
+    """``module._KERNEL``'s C kernel (every fp32 tensor of a step in one call) computes the
+    single-tensor path's formula; a float64 tensor beside them takes the other path.
+
+    Up to rounding: the kernel's square root is correctly rounded, torch's CPU one (a vector
+    library's) is not always."""
+    kernel = module._KERNEL
+    init, grads = make_problem(seed=7, steps=steps, shapes=[(40, 24), (24,), (70_000,), (3, 5)])
+    init.append(torch.randn(9, dtype=torch.float64))
+    for step_grads in grads:
+        step_grads.append(torch.randn(9, dtype=torch.float64))
+    expected = fresh(init)
+    run(factory(expected, **PATHS["single"]), expected, grads)
+    calls = []
+    native = kernel.native
+
+    def counted(works):
+        rest = native(works)
+        calls.append((len(works), None if rest is None else len(rest)))
+        return rest
+
+    kernel.native = counted
+    try:
+        actual = fresh(init)
+        run(factory(actual, fast=True), actual, grads)
+    finally:
+        kernel.native = native
+    if calls and calls[0][1] is None:
+        pytest.skip("no C compiler")
+    assert calls == [(len(init), 1)] * steps  # the float64 tensor is left to the others
+    assert_rel_close(actual, expected, 1e-6)

@@ -6,11 +6,12 @@ imported). Every command that takes a config accepts a path, or a packaged confi
 """
 from __future__ import annotations
 
-import difflib
 import os
 import os.path as osp
 
+from ..echo import echo
 from ..errors import ConfigNotFoundError
+from ..suggest import did_you_mean
 
 CONFIG_DIR = osp.dirname(osp.abspath(__file__))
 
@@ -41,10 +42,9 @@ def find_config(name_or_path: str) -> str:
     if len(by_stem) == 1:
         return configs[by_stem[0]]
     if len(by_stem) > 1:
-        raise ConfigNotFoundError(f"{name_or_path!r} names several packaged configs: "
+        raise ConfigNotFoundError(f"{echo(name_or_path, 300)} names several packaged configs: "
                                   f"{', '.join(by_stem)}; give one of these.")
     stems = {name.rsplit("/", 1)[-1] for name in configs}
-    close = difflib.get_close_matches(key, sorted(set(configs) | stems), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ConfigNotFoundError(f"No config file {name_or_path!r}, and no packaged config of that "
-                              f"name.{hint} `visdet-mmext configs` lists the packaged ones.")
+    raise ConfigNotFoundError(f"No config file {echo(name_or_path, 300)}, and no packaged config "
+                              f"of that name.{did_you_mean(key, set(configs) | stems)} "
+                              "`visdet-mmext configs` lists the packaged ones.")

@@ -17,12 +17,15 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
+from ..algorithms.shards import is_dtensor
 from ..catalog import CATALOG
 from ..catalog.adapters import BuildPlan
 from ..errors import OptimizerConfigError
 from .grouping_check import guard_grouping
 from .onebit_setup import connect_onebit
-from .validation import check_device, check_optimizer_cfg, check_paramwise_cfg, warn_unmatched_keys
+from .trainability import check_learning_rates, check_muon_flags
+from .validation import (check_device, check_optimizer_cfg, check_paramwise_cfg, check_sharded,
+                         warn_unmatched_keys)
 
 
 def _default_lr(optimizer_cls):
@@ -33,6 +36,14 @@ def _default_lr(optimizer_cls):
     if parameter is None or not isinstance(parameter.default, (int, float)):
         return None
     return parameter.default
+
+
+def name_groups(groups: list[dict], model) -> list[dict]:
+    """``groups`` with ``param_names`` (the one place the model's name map is built)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in groups:
+        group["param_names"] = [names[id(p)] for p in group["params"]]
+    return groups
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -66,16 +77,13 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def named_groups(self, model, per_parameter: bool) -> list[dict]:
         """mmengine's groups (``add_params``) or one group, each naming its parameters."""
-        names = {id(p): n for n, p in model.named_parameters()}
-        if per_parameter:
-            groups: list[dict] = []
-            self.add_params(groups, model)
-            warn_unmatched_keys(self.paramwise_cfg, list(names.values()))
-        else:
-            groups = [{"params": list(model.parameters())}]
-        for group in groups:
-            group["param_names"] = [names[id(p)] for p in group["params"]]
-        return groups
+        if not per_parameter:
+            return name_groups([{"params": list(model.parameters())}], model)
+        groups: list[dict] = []
+        self.add_params(groups, model)
+        names = name_groups(groups, model)
+        warn_unmatched_keys(self.paramwise_cfg, [n for g in names for n in g["param_names"]])
+        return names
 
     def __call__(self, model):
         wrapped = model  # the Runner hands the model over wrapped (DDP): 1-bit optimizers hook it
@@ -83,6 +91,8 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             model = model.module
         device = next(model.parameters(), torch.empty(0)).device
         check_device(self.optimizer_cfg["type"], device)
+        if any(is_dtensor(p) for p in model.parameters()):
+            check_sharded(self.optimizer_cfg["type"])
         plan = BuildPlan(self.optimizer_name, dict(self.optimizer_cfg), dict(self.optim_wrapper_cfg),
                          self.param_groups(model), model)
         plan.wrapper_cfg.setdefault("type", "OptimWrapper")
@@ -96,7 +106,10 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             print_log(note, logger="current", level=logging.INFO)
         for warning in plan.warnings:
             print_log(warning, logger="current", level=logging.WARNING)
+        if spec is not None and spec.routes_muon:
+            check_muon_flags(model, (self.paramwise_cfg or {}).get("custom_keys"))
         optimizer = self.build_optimizer(plan)
+        check_learning_rates(optimizer)
         guard_grouping(optimizer)
         connect_onebit(wrapped, optimizer, plan.wrapper_cfg)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))
