@@ -209,30 +209,36 @@ def steps_part(model_name: str, group, clock: StageClock, args) -> dict:
         for _ in range(args.warmup + args.settle):
             step(run)
     params = list(runs[args.optimizers[0]]["ddp"].parameters())
-    links = {}
-    for gbits in [None, *args.gbits]:
+    speeds = [None, *args.gbits]
+    samples = {gbits: {name: dict(times=[], cpu=[], sent=[], compute=[]) for name in runs}
+               for gbits in speeds}
+    # every link twice, in order and then reversed: a load that drifts hits all links alike
+    for visit, gbits in enumerate(speeds + speeds[::-1]):
         if dist.get_rank() == 0:
             print(f"  {model_name}, {dist.get_world_size()} processes, "
-                  f"{'loopback' if gbits is None else f'{gbits:g} Gbit/s'}: {args.steps} steps "
-                  f"x {len(runs)} optimizers", flush=True)
+                  f"{'loopback' if gbits is None else f'{gbits:g} Gbit/s'} "
+                  f"({visit + 1}/{2 * len(speeds)}): {args.steps} steps x {len(runs)} "
+                  "optimizers", flush=True)
         group.limit_bandwidth(None if gbits is None else gbits * 1e9)
-        samples = {name: dict(times=[], sent=[], compute=[]) for name in runs}
         for _ in range(args.steps):
             for name, run in runs.items():
                 sent, compute = group.totals()["sent"], clock.total()
                 dist.barrier()  # start together; the barrier itself sends nothing
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 step(run)
-                samples[name]["times"].append(time.perf_counter() - start)
-                samples[name]["sent"].append(group.totals()["sent"] - sent)
-                samples[name]["compute"].append(clock.total() - compute)
-        links[LOOPBACK if gbits is None else f"{gbits:g}"] = {
-            name: dict(ms_per_step=1000 * statistics.fmean(s["times"]),
-                       median_ms=1000 * statistics.median(s["times"]),
-                       sent_per_step=statistics.fmean(s["sent"]),
-                       onebit_compute_ms=1000 * statistics.fmean(s["compute"]))
-            for name, s in samples.items()}
+                sample = samples[gbits][name]
+                sample["times"].append(time.perf_counter() - start)
+                sample["cpu"].append(time.process_time() - cpu)
+                sample["sent"].append(group.totals()["sent"] - sent)
+                sample["compute"].append(clock.total() - compute)
     group.limit_bandwidth(None)
+    links = {LOOPBACK if gbits is None else f"{gbits:g}": {
+        name: dict(ms_per_step=1000 * statistics.fmean(s["times"]),
+                   median_ms=1000 * statistics.median(s["times"]),
+                   cpu_ms_per_step=1000 * statistics.fmean(s["cpu"]),
+                   sent_per_step=statistics.fmean(s["sent"]),
+                   onebit_compute_ms=1000 * statistics.fmean(s["compute"]))
+        for name, s in by_name.items()} for gbits, by_name in samples.items()}
     return dict(params=sum(p.numel() for p in params), tensors=len(params), links=links)
 
 
@@ -300,17 +306,19 @@ def markdown(results: dict) -> str:
         for model_name, data in run["models"].items():
             links = list(data["links"])
             lines += [f"**{model_name}**, {world} processes ({data['params'] / 1e6:.2f} M params, "
-                      f"{data['tensors']} tensors): ms/step by link", "",
+                      f"{data['tensors']} tensors): ms/step (wall) by link; CPU time of rank 0's "
+                      "process per step over loopback", "",
                       "| optimizer | " + " | ".join(
                           LOOPBACK if link == LOOPBACK else f"{link} Gbit/s" for link in links)
-                      + " | bytes sent/step | vs DDP | 1-bit compute ms/step |",
-                      "|---|" + "---|" * (len(links) + 3)]
+                      + " | CPU ms/step | bytes sent/step | vs DDP | 1-bit compute ms/step |",
+                      "|---|" + "---|" * (len(links) + 4)]
             first = data["links"][links[0]]
             for name, row in first.items():
                 base = first.get(BASELINE.get(name, name), row)["sent_per_step"]
                 times = " | ".join(f"{data['links'][link][name]['ms_per_step']:.0f}"
                                    for link in links)
-                lines.append(f"| {name} | {times} | {row['sent_per_step']:,.0f} | "
+                lines.append(f"| {name} | {times} | {row.get('cpu_ms_per_step', float('nan')):.0f}"
+                             f" | {row['sent_per_step']:,.0f} | "
                              f"{row['sent_per_step'] / base:.4f} | "
                              f"{row['onebit_compute_ms']:.1f} |")
             lines.append("")
@@ -325,13 +333,19 @@ def plot(results: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    panels = [(world, model_name, data) for world, run in sorted(results["runs"].items())
-              for model_name, data in run["models"].items()
-              if any(link != LOOPBACK for link in data["links"])]
-    if not panels:
+    worlds = sorted(results["runs"], key=int)
+    models = [m for m in MODELS if any(
+        m in run["models"] and len(run["models"][m]["links"]) > 1
+        for run in results["runs"].values())]
+    if not models:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (world, model_name, data) in zip(axes[0], panels):
+    fig, axes = plt.subplots(len(models), len(worlds), figsize=(5.5 * len(worlds),
+                                                                 4 * len(models)), squeeze=False)
+    for ax, (model_name, world) in zip(axes.flat, [(m, w) for m in models for w in worlds]):
+        data = results["runs"][world]["models"].get(model_name)
+        if data is None:
+            ax.set_visible(False)
+            continue
         speeds = sorted(float(link) for link in data["links"] if link != LOOPBACK)
         for name in data["links"][LOOPBACK]:
             line, = ax.plot(speeds, [data["links"][f"{s:g}"][name]["ms_per_step"]
