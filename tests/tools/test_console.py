@@ -42,7 +42,9 @@ def test_packaged_configs_by_name(capsys):
 
 def test_list_filters_names_and_json_lists_every_registered_name(capsys):
     assert cli.main(["list", "*8bit"]) == 0
-    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "status", "FSDP2", "class"]
+    rows = [line.split()[0] for line in lines[1:]
             if line and not line[0].isdigit() and not line.startswith("note")]
     assert rows and all(name.endswith("8bit") for name in rows)
     assert cli.main(["list", "nosuchoptimizer"]) == 1
