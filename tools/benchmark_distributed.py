@@ -361,7 +361,8 @@ def plot(results: dict, path: Path) -> bool:
                      "dotted: loopback", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{results['date']}, load {results['load_at_start']:.1f}, "
+    fig.suptitle(f"{results['date']}, load {results['load_at_start']:.1f} -> "
+                 f"{results['load_at_end']:.1f}, "
                  f"{results['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
