@@ -17,7 +17,7 @@ import json
 import sys
 
 from .catalog import CATALOG
-from .registry.availability import Availability
+from .registry.availability import Availability, qualified_name
 
 #: Commands that are whole tools: the rest of the command line is theirs (module, help).
 TOOLS = {
@@ -42,7 +42,7 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
         if shadowed:
             theirs = shadowed[1]
             row.update(status=f"{scope_registry.scope}'s class",
-                       resolves_to=f"{theirs.__module__}.{theirs.__qualname__}",
+                       resolves_to=qualified_name(theirs),
                        reason=explain(spec.name, scope_registry.scope, *shadowed))
         rows.append(row)
     for name in sorted(set(registry.module_dict) - set(CATALOG)):
@@ -50,7 +50,7 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
         obj = registry.module_dict[name]
         rows.append(dict(name=name, status=info.status if info else "registered by mmengine",
                          reason=(info.reason if info else "not in the catalog"),
-                         resolves_to=f"{obj.__module__}.{obj.__qualname__}",
+                         resolves_to=qualified_name(obj),
                          provider=info.provider if info else "mmengine", extra="", devices="",
                          install="", doc=""))
     return rows

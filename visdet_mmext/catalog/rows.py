@@ -69,13 +69,13 @@ TORCH_ROWS = (
                                       "DeepSpeed's engine never passes",
                                       "use AdamW, or train without DeepSpeed")),
     _torch("Adamax", "Adam with the infinity norm", example=_settings(lr=2e-3), elementwise=True),
-    _torch("SparseAdam", "Adam for sparse gradients (nn.Embedding(sparse=True))", toy="sparse",
+    _torch("SparseAdam", "Adam for sparse gradients (nn.Embedding(sparse=True))",
            adapter=adapters.sparse_only,
            zero_impossible=Impossible("steps sparse gradients, and ZeRO reduces dense flat "
                                       "gradients", "use Adam/AdamW")),
     _torch("TorchAdafactor", "torch's Adafactor (factored second moment, relative step)",
            "Adafactor", example=_settings(lr=1e-2), zero_loses=_FACTORED),
-    _torch("TorchMuon", "torch's Muon: 2-D parameters only", "Muon", toy="matrices",
+    _torch("TorchMuon", "torch's Muon: 2-D parameters only", "Muon",
            example=_settings(lr=0.02, weight_decay=0.01), zero_impossible=_FLAT_MUON),
 )
 
@@ -92,7 +92,7 @@ NATIVE_ROWS = (
                   wrapper="MuonOptimWrapper", zero_as=ZERO_AS_MUON),
     OptimizerSpec("SophiaG", "native", "visdet_mmext.algorithms.sophia:SophiaG",
                   "SophiaG: clipped step by momentum over a Gauss-Newton-Bartlett Hessian estimate",
-                  example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1), toy="classifier",
+                  example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1),
                   adapter=adapters.gnb_refresh, wrapper="SophiaOptimWrapper",
                   zero_impossible=_REFRESH),
 )

@@ -12,15 +12,11 @@ moved.
 from __future__ import annotations
 
 from ..errors import CheckpointMismatchError
+from ..registry.availability import qualified_name
 
 _KEY = "visdet_mmext"  # extra top-level entry of the optimizer's state dict (torch ignores it)
 _ADVICE = ("Resume with the optimizer, constructor and paramwise_cfg of the run that wrote the "
            "checkpoint, or start from its weights only (load_from=..., resume=False).")
-
-
-def _qualified(optimizer) -> str:
-    cls = type(optimizer)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _placement(param_groups) -> dict[str, tuple[int, bool | None]]:
@@ -64,10 +60,10 @@ def _reshaped(saved_groups, saved_shapes, current_groups, limit: int = 10) -> li
 def _check(optimizer, state_dict):
     recorded = state_dict.get(_KEY) or {}
     saved_class = recorded.get("optimizer")
-    if saved_class is not None and saved_class != _qualified(optimizer):
+    if saved_class is not None and saved_class != qualified_name(optimizer):
         raise CheckpointMismatchError(
             f"The checkpoint's optimizer state was written by {saved_class}, and this run builds "
-            f"{_qualified(optimizer)}: its moments cannot be reused. {_ADVICE}")
+            f"{qualified_name(optimizer)}: its moments cannot be reused. {_ADVICE}")
     saved_groups = state_dict.get("param_groups", [])
     if all("param_names" in g for g in saved_groups):
         moves = describe_moves(saved_groups, optimizer.param_groups)
@@ -91,7 +87,7 @@ def _check(optimizer, state_dict):
 
 
 def _record_class(optimizer, state_dict):
-    state_dict[_KEY] = {"optimizer": _qualified(optimizer), "shapes": _shapes(optimizer.param_groups)}
+    state_dict[_KEY] = {"optimizer": qualified_name(optimizer), "shapes": _shapes(optimizer.param_groups)}
     return state_dict
 
 

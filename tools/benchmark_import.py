@@ -1,0 +1,87 @@
+"""What ``import visdet_mmext`` costs on top of ``import mmengine.optim``, and what it imports.
+
+    python tools/benchmark_import.py [--runs 7] [--json out.json]
+
+Each run is a fresh interpreter: ``python -X importtime -c "import mmengine.optim; import
+visdet_mmext"``. Python's own import timer gives the cumulative time of each top-level import, so
+the package's share is read apart from mmengine's (which imports torch, and bitsandbytes,
+transformers and dadaptation when they are installed). Bytecode caches are on (a warm-up run
+writes them), as in an installed package. Runs alternate with a plain
+``import mmengine.optim`` run so that load changes hit both alike. Reports medians, the load
+average, and the optional optimizer packages that importing the package pulled in beyond
+mmengine's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+#: Packages a catalog provider serves; mmengine.optim itself imports some of them.
+OPTIONAL = ("schedulefree", "prodigyopt", "pytorch_optimizer", "dadaptation", "transformers",
+            "bitsandbytes", "deepspeed", "lion_pytorch")
+PROBE = ("import sys, mmengine.optim; before = set(sys.modules); import visdet_mmext; "
+         "print(sorted(m for m in {optional!r} if m in sys.modules and m not in before))")
+_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+
+
+def cumulative_seconds(stderr: str) -> dict[str, float]:
+    """Top-level module -> cumulative import seconds, from ``-X importtime`` output."""
+    found = {}
+    for match in _LINE.finditer(stderr):
+        if not match.group(3):  # indentation 0: imported by the -c code itself
+            found[match.group(4)] = int(match.group(2)) / 1e6
+    return found
+
+
+#: Bytecode caches on, as in an installed package (pip compiles it); a warm-up run writes them.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def one_run(code: str) -> dict[str, float]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
+                            text=True, check=True, env=ENV)
+    return cumulative_seconds(result.stderr)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    mmengine_alone, mmengine_first, package = [], [], []
+    one_run("import mmengine.optim; import visdet_mmext")  # warm-up: writes the bytecode caches
+    for _ in range(args.runs):
+        mmengine_alone.append(one_run("import mmengine.optim")["mmengine.optim"])
+        both = one_run("import mmengine.optim; import visdet_mmext")
+        mmengine_first.append(both["mmengine.optim"])
+        package.append(both["visdet_mmext"])
+    pulled = subprocess.run([sys.executable, "-c", PROBE.format(optional=OPTIONAL)],
+                            capture_output=True, text=True, check=True, env=ENV).stdout.strip()
+    numbers = dict(runs=args.runs, load_before=load_before, load_after=os.getloadavg(),
+                   mmengine_optim_s=statistics.median(mmengine_alone),
+                   mmengine_optim_in_pair_s=statistics.median(mmengine_first),
+                   visdet_mmext_over_mmengine_s=statistics.median(package),
+                   visdet_mmext_min_s=min(package), visdet_mmext_max_s=max(package),
+                   optional_packages_imported=pulled)
+    print(f"import mmengine.optim:                  {numbers['mmengine_optim_s']:.2f} s (median of "
+          f"{args.runs})")
+    print(f"import visdet_mmext after mmengine.optim: {numbers['visdet_mmext_over_mmengine_s']:.2f} s"
+          f" (min {min(package):.2f}, max {max(package):.2f})")
+    print(f"optional packages it imported beyond mmengine's: {pulled}")
+    print("load average before/after: "
+          f"{' '.join(f'{x:.2f}' for x in load_before)} / "
+          f"{' '.join(f'{x:.2f}' for x in numbers['load_after'])}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(numbers, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
