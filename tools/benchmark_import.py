@@ -1,13 +1,15 @@
 """What ``import visdet_mmext`` costs on top of ``import mmengine.optim``, and what it imports.
 
-    python tools/benchmark_import.py [--runs 7] [--json out.json]
+    python tools/benchmark_import.py [--runs 7] [--baseline DIR] [--json out.json]
 
 Each run is a fresh interpreter: ``python -X importtime -c "import mmengine.optim; import
 visdet_mmext"``. Python's own import timer gives the cumulative time of each top-level import, so
 the package's share is read apart from mmengine's (which imports torch, and bitsandbytes,
 transformers and dadaptation when they are installed). Bytecode caches are on (a warm-up run
 writes them), as in an installed package. Runs alternate with a plain
-``import mmengine.optim`` run so that load changes hit both alike. Reports medians, the load
+``import mmengine.optim`` run so that load changes hit both alike. ``--baseline DIR`` (another
+source tree of the package, e.g. ``git worktree add /tmp/before main``) is measured in the same
+rounds, each round running both, and the ratio per round is reported. Reports medians, the load
 average, and the optional optimizer packages that importing the package pulled in beyond
 mmengine's.
 """
@@ -38,42 +40,56 @@ def cumulative_seconds(stderr: str) -> dict[str, float]:
     return found
 
 
-#: Bytecode caches on, as in an installed package (pip compiles it); a warm-up run writes them.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def one_run(code: str) -> dict[str, float]:
+def environment(tree: str) -> dict[str, str]:
+    """Import the package from ``tree``, bytecode caches on, as in an installed package (pip
+    compiles it; a warm-up run writes them here)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = tree
+    return env
+
+
+def one_run(code: str, tree: str = ROOT) -> dict[str, float]:
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
-                            text=True, check=True, env=ENV)
+                            text=True, check=True, env=environment(tree))
     return cumulative_seconds(result.stderr)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--baseline", help="another source tree of the package, measured alongside")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
+    trees = {"this tree": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
+    both = "import mmengine.optim; import visdet_mmext"
+    for tree in trees.values():
+        one_run(both, tree)  # warm-up: writes the bytecode caches
     load_before = os.getloadavg()
-    mmengine_alone, mmengine_first, package = [], [], []
-    one_run("import mmengine.optim; import visdet_mmext")  # warm-up: writes the bytecode caches
+    mmengine_alone, package = [], {name: [] for name in trees}
     for _ in range(args.runs):
         mmengine_alone.append(one_run("import mmengine.optim")["mmengine.optim"])
-        both = one_run("import mmengine.optim; import visdet_mmext")
-        mmengine_first.append(both["mmengine.optim"])
-        package.append(both["visdet_mmext"])
-    pulled = subprocess.run([sys.executable, "-c", PROBE.format(optional=OPTIONAL)],
-                            capture_output=True, text=True, check=True, env=ENV).stdout.strip()
+        for name, tree in trees.items():
+            package[name].append(one_run(both, tree)["visdet_mmext"])
     numbers = dict(runs=args.runs, load_before=load_before, load_after=os.getloadavg(),
-                   mmengine_optim_s=statistics.median(mmengine_alone),
-                   mmengine_optim_in_pair_s=statistics.median(mmengine_first),
-                   visdet_mmext_over_mmengine_s=statistics.median(package),
-                   visdet_mmext_min_s=min(package), visdet_mmext_max_s=max(package),
-                   optional_packages_imported=pulled)
-    print(f"import mmengine.optim:                  {numbers['mmengine_optim_s']:.2f} s (median of "
-          f"{args.runs})")
-    print(f"import visdet_mmext after mmengine.optim: {numbers['visdet_mmext_over_mmengine_s']:.2f} s"
-          f" (min {min(package):.2f}, max {max(package):.2f})")
-    print(f"optional packages it imported beyond mmengine's: {pulled}")
+                   mmengine_optim_s=statistics.median(mmengine_alone), trees=trees)
+    print(f"import mmengine.optim: {numbers['mmengine_optim_s']:.2f} s (median of {args.runs})")
+    for name, tree in trees.items():
+        times = package[name]
+        pulled = subprocess.run([sys.executable, "-c", PROBE.format(optional=OPTIONAL)],
+                                capture_output=True, text=True, check=True,
+                                env=environment(tree)).stdout.strip()
+        numbers[name] = dict(visdet_mmext_over_mmengine_s=statistics.median(times),
+                             min_s=min(times), max_s=max(times), optional_packages_imported=pulled)
+        print(f"{name}: import visdet_mmext after mmengine.optim {statistics.median(times):.2f} s "
+              f"(min {min(times):.2f}, max {max(times):.2f}); optional packages it imported "
+              f"beyond mmengine's: {pulled}")
+    if args.baseline:
+        ratios = [new / old for new, old in zip(package["this tree"], package["baseline"])]
+        numbers["ratio_median"] = statistics.median(ratios)
+        print(f"this tree / baseline, median of the per-round ratios: {numbers['ratio_median']:.2f}")
     print("load average before/after: "
           f"{' '.join(f'{x:.2f}' for x in load_before)} / "
           f"{' '.join(f'{x:.2f}' for x in numbers['load_after'])}")

@@ -10,20 +10,18 @@ from __future__ import annotations
 import importlib
 
 from ..catalog import OptimizerSpec
+from ..deepspeed.ops import accelerator_builder
 from ..errors import NeedsCudaError, OptimizerConfigError
 
 
 def resolve(spec: OptimizerSpec):
     """Import the class of ``spec``, failing clearly where it cannot run or import here."""
-    if spec.op_builder is not None:  # a DeepSpeed op: does this accelerator implement it?
+    if spec.op_builder is not None and accelerator_builder(spec) is None:
         from deepspeed.accelerator import get_accelerator
-        accelerator = get_accelerator()
-        builder = accelerator.create_op_builder(spec.op_builder)
-        if builder is None or type(builder).__name__ == "NotImplementedBuilder":
-            reason = (f"DeepSpeed's {spec.op_builder} is not implemented on the "
-                      f"'{accelerator.device_name()}' accelerator")
-            raise NeedsCudaError(f"{spec.name} needs CUDA: {reason}. On CPU use DeepSpeedCPUAdam, "
-                                 "DeepSpeedCPULion or this package's LAMB/Lion instead.", reason)
+        reason = (f"DeepSpeed's {spec.op_builder} is not implemented on the "
+                  f"'{get_accelerator().device_name()}' accelerator")
+        raise NeedsCudaError(f"{spec.name} needs CUDA: {reason}. On CPU use DeepSpeedCPUAdam, "
+                             "DeepSpeedCPULion or this package's LAMB/Lion instead.", reason)
     try:
         return getattr(importlib.import_module(spec.module), spec.attribute)
     except (ImportError, AttributeError) as error:
