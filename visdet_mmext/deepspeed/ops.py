@@ -109,7 +109,7 @@ def timed_build(op_name: str, sources: int, say: Callable[[str], None],
     slowdown = _slowdown(min(sources, cores()))
     estimate = build_estimate(op_name, sources)
     default = "; the package's default folder, TORCH_EXTENSIONS_DIR chooses another" \
-        if Path(os.environ.get(ENV, "")) == default_root() else ""
+        if extensions_root() == default_root() else ""
     say(f"building DeepSpeed's {op_name} op (a one-time JIT build into {extensions_root()}"
         f"{default}): {about(estimate)} here ({sources} C++ source(s) on {cores()} core(s)"
         f"{f', load {os.getloadavg()[0]:.1f}' if slowdown > 1 else ''})")
