@@ -43,7 +43,7 @@ class Impossible:
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str  # the registry name users write in `optimizer=dict(type=...)`
-    provider: str  # the provider (entry point) that registers it
+    provider: str  # the provider that registers it (registry.loader.OWN_PROVIDERS)
     target: str  # "module:attribute" of the class
     doc: str  # one line for the README and `list`
     extra: str | None = None  # pip extra that brings the package
