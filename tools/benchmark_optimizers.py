@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Optimizer step cost: the native Lion, LAMB and Muon side by side with the installed peers.
+"""Optimizer step cost: the native Lion, LAMB, ADOPT, Adan and Muon side by side with the installed
+peers.
 
 Parameter sets (fp32 params and grads):
 
 * ``transformer``: embedding 50256 x h, per block qkv 3h x h, proj h x h, mlp 4h x h and h x 4h with
   biases and two LayerNorms, head 10 x h (h=512, 12 blocks: 63.5 M params on CPU; 2048/24 on CUDA).
   Muon rows use its 2-D subset, the only thing torch.optim.Muon accepts.
+* ``transformer10m``: the same blocks at h=256, 13 of them, embedding 1024 x h (10.5 M params in
+  159 tensors): the element-wise optimizers and the wrapped ones (ADOPT, Adan, SOAP, Prodigy,
+  schedule-free AdamW) beside their peers.
 * ``resnet50``: ResNet-50's parameter shapes (25.6 M); Muon batched vs its per-matrix loop.
 
 Per optimizer: warm-up steps (compilation happens here, reported as "first step"), then timed steps
@@ -41,13 +45,15 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from visdet_mmext.algorithms.adan import Adan  # noqa: E402
+from visdet_mmext.algorithms.adopt import ADOPT  # noqa: E402
 from visdet_mmext.algorithms.lamb import LAMB  # noqa: E402
 from visdet_mmext.algorithms.lion import Lion  # noqa: E402
 from visdet_mmext.algorithms.muon import Muon, matrix_shape  # noqa: E402
 
 # Bytes per parameter an ideal single-pass kernel moves (fp32): reads p, g and the states, writes
 # p and the states.
-IDEAL_BYTES = {"adamw": 28, "lion": 20, "lamb": 28}
+IDEAL_BYTES = {"adamw": 28, "lion": 20, "lamb": 28, "adopt": 28, "adan": 44}
 
 
 # --------------------------------------------------------------------------- parameter sets
@@ -187,9 +193,48 @@ def bnb_optim():
     return bnb.optim
 
 
+def collection(name: str):
+    return getattr(__import__("pytorch_optimizer"), name)
+
+
+def schedule_free(params: list) -> torch.optim.Optimizer:
+    optimizer = __import__("schedulefree").AdamWScheduleFree(params, lr=1e-3)
+    optimizer.train()  # it steps only in train mode
+    return optimizer
+
+
+def small_set_cases() -> list[Case]:
+    """The 10 M set: the element-wise native optimizers and the wrapped rows beside their peers."""
+    s = "transformer10m"
+    return [
+        Case(s, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
+             kind="adamw"),
+        Case(s, "native Lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1), native=True,
+             kind="lion"),
+        Case(s, "native LAMB", lambda ps: LAMB(ps, lr=1e-3, weight_decay=0.01), native=True,
+             kind="lamb"),
+        Case(s, "pytorch-optimizer Lamb", lambda ps: collection("Lamb")(
+            ps, lr=1e-3, weight_decay=0.01), kind="lamb"),
+        Case(s, "native ADOPT", lambda ps: ADOPT(ps, lr=1e-3, weight_decay=0.01, decouple=True),
+             native=True, kind="adopt"),
+        Case(s, "pytorch-optimizer ADOPT", lambda ps: collection("ADOPT")(
+            ps, lr=1e-3, weight_decay=0.01, weight_decouple=True), kind="adopt"),
+        Case(s, "native Adan", lambda ps: Adan(ps, lr=1e-3, weight_decay=0.02), native=True,
+             kind="adan"),
+        Case(s, "pytorch-optimizer Adan", lambda ps: collection("Adan")(
+            ps, lr=1e-3, weight_decay=0.02), kind="adan"),
+        Case(s, "pytorch-optimizer Adan per-parameter", lambda ps: collection("Adan")(
+            ps, lr=1e-3, weight_decay=0.02, foreach=False), kind="adan"),
+        Case(s, "SOAP (pytorch-optimizer)", lambda ps: collection("SOAP")(ps, lr=3e-3),
+             heavy=True),
+        Case(s, "Prodigy", lambda ps: __import__("prodigyopt").Prodigy(ps, lr=1.0)),
+        Case(s, "AdamWScheduleFree", schedule_free),
+    ]
+
+
 def cases(device: torch.device) -> list[Case]:
     t, r = "transformer", "resnet50"
-    return [
+    return small_set_cases() + [
         Case(t, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
              kind="adamw"),
         Case(t, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
@@ -279,7 +324,7 @@ def ratio(results: dict, a: tuple, b: tuple, key: str = "ms_per_step") -> float 
 def targets(results: dict, device: torch.device, key: str = "round") -> list[dict]:
     """The goals; ``key``: ``round`` (median of per-round ratios), ``ms_per_step`` (ratio of the
     medians) or ``ms_min`` (of the best rounds)."""
-    t, r = "transformer", "resnet50"
+    t, r, s = "transformer", "resnet50", "transformer10m"
     rows = []
 
     def add(name, a=None, b=None, goal=None, op=None, value=None):
@@ -295,6 +340,11 @@ def targets(results: dict, device: torch.device, key: str = "round") -> list[dic
     if device.type == "cpu":
         add("native Lion / torch AdamW fused (ms)", (t, "native Lion"), (t, "torch AdamW fused"),
             0.8, "<=")
+        add("native LAMB / torch AdamW fused (ms)", (t, "native LAMB"), (t, "torch AdamW fused"),
+            1.5, "<=")
+        for name in ("LAMB", "ADOPT", "Adan"):
+            add(f"10 M: native {name} / torch AdamW fused (ms)", (s, f"native {name}"),
+                (s, "torch AdamW fused"), 1.5, "<=")
         add("native LAMB / bitsandbytes LAMB (ms)", (t, "native LAMB"),
             (t, "bitsandbytes LAMB (32-bit)"), 0.5, "<=")
         add("native Muon / torch.optim.Muon, 2-D subset (ms)", muon_2d, torch_muon, 0.8, "<=")
@@ -397,12 +447,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy-steps", type=int,
                         help="timed steps for Muon rows (CPU 2, CUDA 10)")
     parser.add_argument("--only", help="regex on optimizer names")
+    parser.add_argument("--sets", help="regex on parameter-set names (transformer10m, "
+                        "transformer, resnet50)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (torch.set_num_threads); 1 keeps a busy machine's "
+                        "spinning OpenMP threads out of the ratios")
     parser.add_argument("--out", default=str(ROOT / "benchmark_out"))
     parser.add_argument("--tag", help="file name stem (default: the device type)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hidden = args.hidden or (128 if args.quick else 2048 if gpu else 512)
     blocks = args.blocks or (2 if args.quick else 24 if gpu else 12)
     if args.heavy_warmup is None:
@@ -412,7 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.warmup, args.steps, args.heavy_warmup, args.heavy_steps = 1, 3, 1, 1
     resnet_width = 16 if args.quick else 64
+    small = dict(h=64, blocks=2, vocab=256) if args.quick else dict(h=256, blocks=13, vocab=1024)
     set_shapes = {
+        "transformer10m": (transformer_shapes(small["h"], small["blocks"], small["vocab"]),
+                           f"transformer h={small['h']}, {small['blocks']} blocks, "
+                           f"vocabulary {small['vocab']}"),
         "transformer": (transformer_shapes(hidden, blocks),
                         f"transformer h={hidden}, {blocks} blocks"),
         "resnet50": (resnet50_shapes(resnet_width),
@@ -427,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"copy bandwidth {bandwidth:.1f} GB/s, fp32 matmul {peak:.0f} GFLOP/s (both re-measured "
         "every round, best kept)")
 
-    todo = [c for c in cases(device) if not args.only or re.search(args.only, c.name)]
+    todo = [c for c in cases(device) if (not args.only or re.search(args.only, c.name))
+            and (not args.sets or re.fullmatch(args.sets, c.set))]
     report_sets, results_by_key = {}, {}
     for set_name, (shapes, description) in set_shapes.items():
         if not any(c.set == set_name for c in todo):

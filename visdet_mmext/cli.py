@@ -37,7 +37,8 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
         info = resolve_lazy(spec.name, info, registry.module_dict.get(spec.name))
         row = dict(name=spec.name, status=info.status, reason=info.reason,
                    resolves_to=info.resolved, provider=spec.provider, extra=spec.extra or "",
-                   devices=", ".join(spec.devices), install=spec.install_hint, doc=spec.doc)
+                   devices=", ".join(spec.devices), install=spec.install_hint, doc=spec.doc,
+                   fsdp2=_fsdp2(spec))
         shadowed = scope_registry is not None and shadowing(registry, scope_registry, spec.name)
         if shadowed:
             theirs = shadowed[1]
@@ -52,8 +53,14 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
                          reason=(info.reason if info else "not in the catalog"),
                          resolves_to=qualified_name(obj),
                          provider=info.provider if info else "mmengine", extra="", devices="",
-                         install="", doc=""))
+                         install="", doc="", fsdp2=""))
     return rows
+
+
+def _fsdp2(spec) -> str:
+    """How the optimizer steps FSDP2 shards (FullyShardStrategy): exact, or refused and why."""
+    refusal = spec.fsdp_impossible
+    return "exact" if refusal is None else f"refused: it {refusal.reason}. Fix: {refusal.fix}"
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -67,10 +74,13 @@ def _matches(name: str, patterns: list[str]) -> bool:
 def _print_table(rows: list[dict]) -> None:
     width = max(len(r["name"]) for r in rows)
     status_width = max(len(r["status"]) for r in rows)
+    print(f"{'name':<{width}}  {'status':<{status_width}}  {'FSDP2':<7}  class")
     for row in rows:
         detail = row["resolves_to"] or (row["install"] if row["status"] == "missing package" else "")
         reason = f"  ({row['reason']})" if row["reason"] else ""
-        print(f"{row['name']:<{width}}  {row['status']:<{status_width}}  {detail}{reason}")
+        fsdp2 = row["fsdp2"].partition(":")[0]
+        print(f"{row['name']:<{width}}  {row['status']:<{status_width}}  {fsdp2:<7}  "
+              f"{detail}{reason}")
     counts = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1

@@ -1,4 +1,4 @@
-"""Native Lion, LAMB and Muon on CUDA: every path against float64 oracles and against each other,
+"""Native Lion, LAMB, ADOPT, Adan and Muon on CUDA: every path against float64 oracles and against each other,
 in fp32 and bf16; the grouped compiled path and the zero-padded bf16 Newton-Schulz batches run."""
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import torch
 
 from cuda_utils import DEVICE, state_tensors
 from native_utils import PATHS, fresh, make_problem, run
-from oracles import reference_lamb, reference_lion, reference_muon
+from oracles import reference_adan, reference_adopt, reference_lamb, reference_lion, reference_muon
 from visdet_mmext.algorithms import dispatch
+from visdet_mmext.algorithms.adan import Adan
+from visdet_mmext.algorithms.adopt import ADOPT
 from visdet_mmext.algorithms.lamb import LAMB
 from visdet_mmext.algorithms.lion import Lion
 from visdet_mmext.algorithms.muon import Muon
@@ -105,6 +107,20 @@ def test_lamb_paths_match_the_float64_oracle(dtype):
                               storage=storage)
     results = train_every_path(lambda ps, **flags: LAMB(ps, **kw, **flags), cuda_init, cuda_grads)
     assert_paths_match(results, expected, tolerance)
+
+
+def test_adopt_and_adan_paths_match_the_float64_oracle():
+    init, grads, cuda_init, cuda_grads = problem(torch.float32, seed=2)
+    adopt = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.1, decouple=True)
+    expected = reference_adopt(init, grads, **adopt)
+    results = train_every_path(lambda ps, **flags: ADOPT(ps, **adopt, **flags), cuda_init,
+                               cuda_grads)
+    assert_paths_match(results, expected, 2e-5)
+    adan = dict(lr=1e-2, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.02, max_grad_norm=5.0)
+    expected = reference_adan(init, grads, **adan)
+    results = train_every_path(lambda ps, **flags: Adan(ps, **adan, **flags), cuda_init,
+                               cuda_grads)
+    assert_paths_match(results, expected, 2e-5)
 
 
 MUON = dict(lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.1, ns_steps=5)

@@ -21,6 +21,7 @@ def test_fast_none_compiles_only_where_it_pays_back(monkeypatch):
     from visdet_mmext.algorithms import lamb
     monkeypatch.delenv("VISDET_MMEXT_COMPILE", raising=False)
     monkeypatch.setattr(dispatch, "MIN_NUMEL", 16)
+    monkeypatch.setattr(lamb._KERNEL, "native", None)  # the torch.compile path (no C compiler)
     calls = _chunked_calls(monkeypatch)
     init, grads = make_problem(seed=1, steps=2)
     elements = sum(t.numel() for t in init)

@@ -8,19 +8,13 @@ import torch
 from torch import nn
 
 from native_utils import (PATHS, ALL_PATHS, assert_closure_loss_returned,
+                          assert_native_kernel_matches_single_path, assert_rel_close,
                           assert_sparse_gradients_refused, fresh, make_problem, regression_losses,
                           run, toy_regression)
 from oracles import reference_lamb
 from visdet_mmext.algorithms.lamb import LAMB
 
 pytestmark = pytest.mark.usefixtures("compile_small_tensors")
-
-
-def assert_rel_close(actual, expected, rtol):
-    for a, e in zip(actual, expected):
-        scale = e.abs().max().clamp(min=1e-12)
-        err = ((a.detach().double() - e.detach().double()).abs().max() / scale).item()
-        assert err <= rtol, err
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -80,6 +74,14 @@ def test_paths_agree_with_groups_and_missing_grads(path):
     assert_rel_close(actual, expected, 1e-6)
     # the tensor that missed three steps has its own step count
     assert opt.state[actual[1]]["step"].item() == 3
+
+
+def test_c_kernel_computes_the_single_tensor_formula():
+    """Every fp32 tensor of a step in one C call: moments and both norms, then the update; the
+    norms are summed in double precision (torch's in float)."""
+    from visdet_mmext.algorithms import lamb
+    assert_native_kernel_matches_single_path(
+        lamb, lambda ps, **kw: LAMB(ps, lr=1e-2, weight_decay=0.1, **kw))
 
 
 def test_state_dict_round_trip_is_exact():

@@ -194,8 +194,8 @@ def test_path_choice(monkeypatch):
 def test_cpu_kernel_equals_the_single_tensor_path_bit_for_bit():
     """The C kernel (every fp32 tensor in one call, blocks over threads) computes the eager
     formula operation by operation; float64 tensors and sign(0) = sign(NaN) = 0 included."""
-    from visdet_mmext.algorithms import lion, native_cpu
-    if native_cpu.library("lion", lion._LION_C) is None:
+    from visdet_mmext.algorithms import lion
+    if lion._KERNEL.native([]) is None:
         pytest.skip("no C compiler")
     init, grads = make_problem(seed=7, steps=4, shapes=[(40, 24), (24,), (70_000,), (3, 5)])
     init.append(torch.randn(9, dtype=torch.float64))

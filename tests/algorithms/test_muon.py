@@ -310,3 +310,15 @@ def test_cpu_batches_only_small_matrices(monkeypatch):
     params = fresh(init)
     assert max_rel_err(run(Muon(params, fast=False, foreach=True), params, grads), expected) <= 1e-5
     assert sorted(calls) == sorted([[big], [big], [small, small]])
+
+
+def test_conv_kernel_lr_scale_reads_the_flattened_matrix():
+    """docs/routing.md: an expanding conv (32 x 2·2·2 flattened) is scaled by sqrt(32/8) = 2;
+    Keller Jordan's formula, sqrt(max(1, kh/kw)) from the 4-D shape, would give 1."""
+    kernel = nn.Parameter(torch.zeros(32, 2, 2, 2))
+    kernel.grad = torch.randn(32, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    Muon([kernel], lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, fast=False).step()
+    ortho = orthogonalize(kernel.grad.reshape(32, 8), 5, torch.float32)
+    scale = (-kernel.detach().reshape(32, 8) / (0.1 * ortho)).median().item()
+    keller = math.sqrt(max(1, kernel.shape[-2] / kernel.shape[-1]))
+    assert scale == pytest.approx(2.0, rel=1e-4) and keller == 1.0

@@ -79,3 +79,44 @@ def assert_closure_loss_returned(optimizer, p):
 
     expected = float((p.detach() ** 2).sum())  # the loss before the step changes p
     assert optimizer.step(closure).item() == pytest.approx(expected)
+
+
+def assert_rel_close(actual, expected, rtol):
+    """Each tensor within ``rtol`` of the largest magnitude of its expected value."""
+    for a, e in zip(actual, expected):
+        scale = e.detach().double().abs().max().clamp(min=1e-12)
+        err = ((a.detach().double() - e.detach().double()).abs().max() / scale).item()
+        assert err <= rtol, err
+
+
+def assert_native_kernel_matches_single_path(module, factory, steps=4):
+    """``module._KERNEL``'s C kernel (every fp32 tensor of a step in one call) computes the
+    single-tensor path's formula; a float64 tensor beside them takes the other path.
+
+    Up to rounding: the kernel's square root is correctly rounded, torch's CPU one (a vector
+    library's) is not always."""
+    kernel = module._KERNEL
+    init, grads = make_problem(seed=7, steps=steps, shapes=[(40, 24), (24,), (70_000,), (3, 5)])
+    init.append(torch.randn(9, dtype=torch.float64))
+    for step_grads in grads:
+        step_grads.append(torch.randn(9, dtype=torch.float64))
+    expected = fresh(init)
+    run(factory(expected, **PATHS["single"]), expected, grads)
+    calls = []
+    native = kernel.native
+
+    def counted(works):
+        rest = native(works)
+        calls.append((len(works), None if rest is None else len(rest)))
+        return rest
+
+    kernel.native = counted
+    try:
+        actual = fresh(init)
+        run(factory(actual, fast=True), actual, grads)
+    finally:
+        kernel.native = native
+    if calls and calls[0][1] is None:
+        pytest.skip("no C compiler")
+    assert calls == [(len(init), 1)] * steps  # the float64 tensor is left to the others
+    assert_rel_close(actual, expected, 1e-6)

@@ -18,6 +18,7 @@ NOT_OURS = {
     "my_model.py": "the user's own model file in a config example",
     "setup.py": "DeepSpeed's build script",
     "my_config.py": "the user's own config in a command example",
+    "train_sophiag.py": "the Sophia authors' training script",
 }
 
 
@@ -45,13 +46,17 @@ def _named_paths(text: str) -> set[str]:
 
 
 def _exists(word: str, document: str) -> bool:
+    """The file (or folder) exists; a pytest node id ``path::test`` also names a test in it."""
+    word, _, test = word.partition("::")
     if word in NOT_OURS:
         return True
     if "/" not in word:  # a script named by its file name
         return bool(glob.glob(os.path.join(REPO, "**", word), recursive=True))
     candidates = [os.path.join(os.path.dirname(document), word)]
     candidates += [os.path.join(base, word.lstrip("./")) for base in BASES]
-    return any(os.path.exists(c) or os.path.exists(c + ".py") for c in candidates)
+    found = [c for c in candidates + [c + ".py" for c in candidates] if os.path.exists(c)]
+    return bool(found) and (not test or any(f"def {test}(" in open(f).read() for f in found
+                                            if os.path.isfile(f)))
 
 
 def test_no_document_points_outside_the_repository():
@@ -67,10 +72,13 @@ def test_every_path_a_document_names_exists(document):
 
 
 def test_the_path_check_sees_paths_in_commands_links_and_config_names():
+    here = "tests/tools/test_docs.py::test_no_document_points_outside_the_repository"
+    gone = "tests/tools/test_docs.py::test_gone"
     text = ("Run `python tools/nope.py --x 1`, see [the plan](../tools/gone.py), read "
-            "`optim/routing.py`, train `optimizers/adamw`, log key `train/lr`, `tests/old/`.")
+            "`optim/routing.py`, train `optimizers/adamw`, log key `train/lr`, `tests/old/`, "
+            f"`{here}`, `{gone}`.")
     assert _named_paths(text) == {"tools/nope.py", "../tools/gone.py", "optim/routing.py",
-                                  "optimizers/adamw", "tests/old/"}
+                                  "optimizers/adamw", "tests/old/", here, gone}
     document = os.path.join(REPO, "docs", "x.md")
     assert [w for w in sorted(_named_paths(text)) if not _exists(w, document)] == \
-        ["../tools/gone.py", "tests/old/", "tools/nope.py"]
+        ["../tools/gone.py", "tests/old/", gone, "tools/nope.py"]

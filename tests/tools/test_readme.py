@@ -24,5 +24,6 @@ def test_commands_and_public_names_are_documented():
                  "visdet-mmext train", "visdet-mmext compare", "visdet-mmext groups",
                  "visdet-mmext configs", "--auto-scale-lr", "--no-validate", "--no-pin-memory",
                  "--no-persistent-workers", "LearningRateDecayOptimWrapperConstructor",
-                 "MuonOptimWrapper", "AdafactorOptimWrapper", "download.pytorch.org/whl/cpu"):
+                 "MuonOptimWrapper", "AdafactorOptimWrapper", "download.pytorch.org/whl/cpu",
+                 "FullyShardStrategy"):
         assert name in README, name

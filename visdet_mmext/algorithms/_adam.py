@@ -1,25 +1,80 @@
-"""Adam's moments, shared by LAMB and Muon's AdamW side (torch's state layout and formulas)."""
+"""Adam's state and moments, shared by LAMB, ADOPT, Adan and Muon's AdamW side (torch's state
+layout and formulas)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
+
+from .dispatch import check_grad
 
 
-def adam_state(state: dict, p: Tensor) -> dict:
-    """``state`` with Adam's step and moments, created on first use (torch's layout).
+def check_settings(lr: float, betas: tuple, eps: float, weight_decay: float) -> None:
+    """torch's checks of an Adam-family constructor: a ValueError naming the bad setting."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"Invalid betas: {betas} (each in [0, 1))")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid eps: {eps}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay: {weight_decay}")
+
+
+def adam_state(state: dict, p: Tensor, extra: tuple[str, ...] = ()) -> dict:
+    """``state`` with Adam's step and moments (and zero tensors named ``extra``), created on first
+    use (torch's layout).
 
     A ``step`` loaded as a plain number (torch's older checkpoints) becomes a tensor again.
     """
     if not state:
         state["step"] = torch.tensor(0.0, dtype=torch.float32)
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        for key in ("exp_avg", "exp_avg_sq", *extra):
+            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
     elif not torch.is_tensor(state["step"]):
         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
     return state
 
 
-def bias_corrections(step: Tensor, beta1: float, beta2: float, enabled: bool = True) -> tuple:
+_ONE = torch.tensor(1.0)
+
+
+def advance(steps: list[Tensor]) -> list[int]:
+    """Add 1 to every step tensor (torch's layout: float32 CPU scalars) and return the new
+    counts. One foreach call with a tensor operand: a Python 1.0 would be wrapped per tensor."""
+    if not steps:
+        return []
+    torch._foreach_add_(steps, _ONE, alpha=1.0)
+    return [int(step) for step in steps]
+
+
+def adam_works(optimizer: Optimizer, name: str, hp_for: Callable[[dict, int], tuple],
+               extra: tuple[str, ...] = ()) -> list:
+    """The dispatch work items of one step: ``((p, grad, exp_avg, exp_avg_sq, *extra states),
+    hp_for(group, step))`` for every parameter with a gradient, its step advanced first;
+    ``hp_for`` is called once per group and distinct step count."""
+    works = []
+    for group in optimizer.param_groups:
+        tensors, steps = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = check_grad(name, p, group["maximize"])
+            state = adam_state(optimizer.state[p], p, extra)
+            steps.append(state["step"])
+            tensors.append((p, grad, state["exp_avg"], state["exp_avg_sq"],
+                            *(state[key] for key in extra)))
+        hps: dict[int, tuple] = {}
+        for ts, step in zip(tensors, advance(steps)):
+            if step not in hps:
+                hps[step] = hp_for(group, step)
+            works.append((ts, hps[step]))
+    return works
+
+
+def bias_corrections(step: Tensor | int, beta1: float, beta2: float, enabled: bool = True) -> tuple:
     """``(1 - beta1^t, sqrt(1 - beta2^t))`` in double precision, or ones when disabled."""
     if not enabled:
         return (1.0, 1.0)

@@ -14,6 +14,10 @@ With ``fast=None`` a CPU step compiles only when its tensors pay the compilation
 with their expected duration. ``VISDET_MMEXT_COMPILE`` = ``off`` | ``chunked`` | ``grouped``
 overrides the choice; when compiling fails the step runs eagerly and says why once.
 
+Only plain dense tensors reach the C and compiled kernels (``shards``): an element-by-element
+kernel (``elementwise=True``) steps FSDP2's DTensors as their local shards; other DTensors and
+tensor subclasses take the eager paths, where their own operators apply.
+
 fp16/bf16 tensors are stepped through fp32 copies and rounded once when written back (what a
 compiled kernel does inside), so no path overflows or rounds where another does not.
 Measurements behind the constants: docs/benchmarks.md.
@@ -30,6 +34,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from . import shards
 
 logger = logging.getLogger(__name__)
 #: User-facing progress (compilations): forwarded to mmengine's current logger by the package.
@@ -144,16 +150,20 @@ class Kernel:
     ``fn`` mutates its tensors in place and reads scalars as ``hp[i]``, where ``hp`` is a tuple of
     floats (eager) or a 1-D tensor (compiled), so one body of code serves every path.
 
+    ``elementwise``: each output element depends only on the same element of the inputs, so the
+    update of a shard is the shard of the update (FSDP2's DTensors are stepped as local shards).
+
     ``compile_s``/``cached_s`` (the first step's compilation on CPU with inductor's cache cold /
     warm) and ``saved_ns`` (foreach minus compiled time per element and step) are measured on
     2 CPU cores (docs/benchmarks.md); they set ``min_elements`` and the announced estimate.
     """
 
     def __init__(self, fn: Callable[..., None], name: str, *, compile_s: float, cached_s: float,
-                 saved_ns: float, chunk: int = CHUNK,
+                 saved_ns: float, chunk: int = CHUNK, elementwise: bool = False,
                  native: Callable[[list], list | None] | None = None):
         self.fn = fn
         self.name = name
+        self.elementwise = elementwise
         self.chunk = chunk
         self.compile_s = compile_s
         self.cached_s = cached_s
@@ -321,6 +331,8 @@ def run(kernel: Kernel, foreach_fn: ForeachFn, works: list[tuple[tuple[Tensor, .
     """
     if not works:
         return
+    if kernel.elementwise:
+        works = [shards.local_work(w) for w in works]
     works, write_back = _in_fp32(works)
     _run(kernel, foreach_fn, works, fast, foreach)
     for original, copy in write_back:
@@ -331,8 +343,15 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
          foreach: bool | None) -> None:
     device = works[0][0][0].device
     main, rest = choose_path(fast, foreach, device)
+    # the kernels address raw memory: DTensors, other subclasses and mismatched shapes (a state
+    # loaded for another parameter) stay on the eager paths, whose operators check them
+    fits = [all(shards.plain(t) and t.shape == w[0][0].shape for t in w[0]) for w in works]
+    held_back = [w for w, ok in zip(works, fits) if not ok]
+    works = [w for w, ok in zip(works, fits) if ok]
     leftover = works
     native = None
+    if not works:
+        main = rest
     if main == COMPILED and device.type == "cpu" and kernel.native is not None \
             and _forced() not in (CHUNKED, GROUPED):
         native = kernel.native(works)
@@ -358,15 +377,16 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
                 by_dtypes = {}
             for items in by_dtypes.values():
                 kernel.run_chunked([w[0] for w in items], [w[1] for w in items])
+    leftover = leftover + held_back
     if rest == SINGLE:
         for tensors, hp in leftover:
             kernel.fn(*tensors, hp)
         return
     buckets: dict[tuple, list[list[Tensor]]] = {}
     for tensors, hp in leftover:
-        key = (tensors[0].device, tensors[0].dtype, hp)
+        key = (type(tensors[0]), tensors[0].device, tensors[0].dtype, hp)
         lists = buckets.setdefault(key, [[] for _ in tensors])
         for dst, t in zip(lists, tensors):
             dst.append(t)
-    for (_, _, hp), lists in buckets.items():
+    for (_, _, _, hp), lists in buckets.items():
         foreach_fn(lists, hp)

@@ -12,7 +12,6 @@ of the step in one call, on CUDA the compiled kernel.
 """
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable, Iterable
 
 import torch
@@ -52,74 +51,29 @@ def _lion_foreach(lists: list[list[Tensor]], hp: tuple) -> None:
 # The eager formula, element by element (float arithmetic in the order of _lion_tensor; sign is
 # (x > 0) - (x < 0), torch's, so NaN gives 0), over blocks of all tensors on OpenMP threads.
 _LION_C = r"""
-#include <stdint.h>
-#include <stdlib.h>
-
-int lion_step(int64_t count, float **param, const float **grad, float **exp_avg,
-              const int64_t *numel, const double *hp, int64_t block, int threads)
+static void lion_block(int64_t count, float *const *lists, const double *hp, int64_t t,
+                       int64_t start, int64_t end)
 {
-    int64_t blocks = 0;
-    for (int64_t t = 0; t < count; ++t) blocks += (numel[t] + block - 1) / block;
-    int64_t *owner = malloc(sizeof(int64_t) * 2 * (blocks ? blocks : 1));
-    if (!owner) return 1;
-    for (int64_t t = 0, b = 0; t < count; ++t)
-        for (int64_t start = 0; start < numel[t]; start += block, ++b) {
-            owner[2 * b] = t;
-            owner[2 * b + 1] = start;
-        }
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
-        const int64_t end = start + block < numel[t] ? start + block : numel[t];
-        const float lr = (float)hp[6 * t], decay = (float)hp[6 * t + 1];
-        const float beta1 = (float)hp[6 * t + 2], one_minus_beta1 = (float)hp[6 * t + 3];
-        const float beta2 = (float)hp[6 * t + 4], one_minus_beta2 = (float)hp[6 * t + 5];
-        float *restrict p = param[t], *restrict m = exp_avg[t];
-        const float *restrict g = grad[t];
-        #pragma omp simd
-        for (int64_t i = start; i < end; ++i) {
-            const float x = m[i] * beta1 + g[i] * one_minus_beta1;
-            const float sign = (float)(x > 0.0f) - (float)(x < 0.0f);
-            p[i] = p[i] * decay - sign * lr;
-            m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
-        }
+    const double *h = hp + 6 * t;
+    const float lr = (float)h[0], decay = (float)h[1];
+    const float beta1 = (float)h[2], one_minus_beta1 = (float)h[3];
+    const float beta2 = (float)h[4], one_minus_beta2 = (float)h[5];
+    float *restrict p = lists[t], *restrict m = lists[2 * count + t];
+    const float *restrict g = lists[count + t];
+    #pragma omp simd
+    for (int64_t i = start; i < end; ++i) {
+        const float x = m[i] * beta1 + g[i] * one_minus_beta1;
+        const float sign = (float)(x > 0.0f) - (float)(x < 0.0f);
+        p[i] = p[i] * decay - sign * lr;
+        m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
     }
-    free(owner);
-    return 0;
 }
 """
-#: Elements per block: 3 x 128 KiB of the three arrays, a unit of work for one thread.
-_BLOCK = 1 << 15
-
-
-def _lion_native(works: list) -> list | None:
-    """Step the fp32 contiguous CPU tensors of ``works`` in one C call; return the others, or
-    None where the C kernel cannot be built."""
-    lib = native_cpu.library("lion", _LION_C)
-    if lib is None:
-        return None
-    mine, rest = [], []
-    for work in works:
-        tensors = work[0]
-        fits = all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-                   for t in tensors)
-        (mine if fits else rest).append(work)
-    if mine:
-        count = len(mine)
-        pointers = ctypes.c_void_p * count
-        status = lib.lion_step(
-            ctypes.c_int64(count), *(pointers(*(w[0][i].data_ptr() for w in mine))
-                                     for i in range(3)),
-            (ctypes.c_int64 * count)(*(w[0][0].numel() for w in mine)),
-            (ctypes.c_double * (6 * count))(*(x for w in mine for x in w[1])),
-            ctypes.c_int64(_BLOCK), ctypes.c_int(torch.get_num_threads()))
-        if status != 0:
-            raise MemoryError("Lion's CPU kernel could not allocate its block table")
-    return rest
 
 
 _KERNEL = dispatch.Kernel(_lion_tensor, "Lion", compile_s=12.0, cached_s=3.0, saved_ns=1.7,
-                          native=_lion_native)
+                          elementwise=True,
+                          native=native_cpu.elementwise("lion", _LION_C, 6))
 
 
 class Lion(Optimizer):

@@ -1,11 +1,17 @@
 """Multi-tensor CPU kernels written in C, built once per machine with the system C compiler.
 
-For the cheapest update (Lion) the code torch.compile generates for CPU costs a quarter more
-than the memory traffic: it reloads every hyperparameter from memory in every vector iteration
-and needs one guarded Python call per few tensors. A C kernel takes every tensor of a step in
-one call, splits them into blocks over torch's OpenMP threads, and computes the eager formula
-operation by operation (``-ffp-contract=off``: no fused multiply-adds), so its results equal the
+For memory-bound updates the code torch.compile generates for CPU costs a quarter more than the
+memory traffic: it reloads every hyperparameter from memory in every vector iteration and needs
+one guarded Python call per few tensors. A C kernel takes every tensor of a step in one call,
+splits them into blocks over torch's OpenMP threads, and computes the eager formula operation by
+operation (``-ffp-contract=off``: no fused multiply-adds), so its element-wise results equal the
 single-tensor path bit for bit.
+
+Every kernel has one signature, ``int NAME_step(KERNEL_ARGS)`` (:data:`PRELUDE` defines it, the
+shared block table and ``each_block``, which runs an element-wise kernel's per-block function on
+every block of every tensor over the threads; :func:`elementwise` writes that ``NAME_step``): ``lists[k * count + t]`` is tensor ``k`` (param,
+grad, states... in the order of the work item) of tensor set ``t``; ``hp[t * width + i]`` its
+hyperparameters; nonzero return: out of memory.
 
 Built with ``$CC`` (default ``cc``) ``-O3 -march=native -fopenmp`` in well under a second and
 cached under ``$VISDET_MMEXT_CACHE`` (default ``~/.cache/visdet-mmext``)``/cpu_kernels/<key>/``,
@@ -14,7 +20,9 @@ kernel is unavailable, the reason is logged once and the caller takes another pa
 """
 from __future__ import annotations
 
+import array
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -23,14 +31,18 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from ..cache import cache_root
 
 logger = logging.getLogger(__name__)
 progress = logging.getLogger("visdet_mmext.progress")
 
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-fPIC",
+         "-shared")
 
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
@@ -93,3 +105,98 @@ def library(name: str, source: str) -> ctypes.CDLL | None:
             logger.warning("visdet_mmext: native CPU %s kernel unavailable (%s); using the "
                            "torch.compile path", name, error)
     return _loaded[name]
+
+
+#: Shared by every kernel: the blocks (of at most ``block`` elements) of all tensors, as pairs
+#: (tensor, first element); NULL when out of memory.
+PRELUDE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static int64_t *make_blocks(int64_t count, const int64_t *numel, int64_t block, int64_t *total)
+{
+    int64_t blocks = 0;
+    for (int64_t t = 0; t < count; ++t) blocks += (numel[t] + block - 1) / block;
+    int64_t *owner = malloc(sizeof(int64_t) * 2 * (blocks ? blocks : 1));
+    if (!owner) return NULL;
+    for (int64_t t = 0, b = 0; t < count; ++t)
+        for (int64_t start = 0; start < numel[t]; start += block, ++b) {
+            owner[2 * b] = t;
+            owner[2 * b + 1] = start;
+        }
+    *total = blocks;
+    return owner;
+}
+
+#define KERNEL_ARGS int64_t count, float *const *lists, const int64_t *numel, const double *hp, \
+                    int64_t block, int threads
+
+typedef void (*block_fn)(int64_t count, float *const *lists, const double *hp, int64_t t,
+                         int64_t start, int64_t end);
+
+static int each_block(KERNEL_ARGS, block_fn fn)
+{
+    int64_t blocks;
+    int64_t *owner = make_blocks(count, numel, block, &blocks);
+    if (!owner) return 1;
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t t = owner[2 * b], start = owner[2 * b + 1];
+        fn(count, lists, hp, t, start, start + block < numel[t] ? start + block : numel[t]);
+    }
+    free(owner);
+    return 0;
+}
+"""
+
+#: Elements per block: a few arrays of 128 KiB, a unit of work for one thread.
+BLOCK = 1 << 15
+
+
+_F32 = torch.float32
+
+
+def _fits(tensors: tuple) -> bool:
+    # contiguous fp32 CPU tensors (the dispatch hands the kernels plain dense tensors only)
+    for t in tensors:
+        if t.dtype != _F32 or not t.is_cpu or not t.is_contiguous():
+            return False
+    return True
+
+
+def step(name: str, source: str, width: int, works: list) -> list | None:
+    """Run kernel ``name`` (``PRELUDE + source`` defines ``<name>_step``) on the work items
+    ``(tensors, hp)`` whose tensors are plain contiguous fp32 CPU tensors (``hp``: ``width``
+    floats); return the others, or None where the kernel cannot be built."""
+    lib = library(name, PRELUDE + source)
+    if lib is None:
+        return None
+    mine, rest = [], []
+    for work in works:
+        (mine if _fits(work[0]) else rest).append(work)
+    if mine:
+        count, arity = len(mine), len(mine[0][0])
+        # arrays built in C (array.array) and shared with ctypes: a ctypes constructor call with
+        # one argument per pointer costs more than the kernel on small models
+        pointers = array.array("q", [w[0][k].data_ptr() for k in range(arity) for w in mine])
+        numel = array.array("q", [w[0][0].numel() for w in mine])
+        hp = array.array("d", [x for w in mine for x in w[1]])
+        if len(hp) != width * count:
+            raise ValueError(f"{name}: {width} hyperparameters per tensor expected")
+        status = getattr(lib, f"{name}_step")(
+            ctypes.c_int64(count), (ctypes.c_void_p * len(pointers)).from_buffer(pointers),
+            (ctypes.c_int64 * count).from_buffer(numel),
+            (ctypes.c_double * len(hp)).from_buffer(hp),
+            ctypes.c_int64(BLOCK), ctypes.c_int(torch.get_num_threads()))
+        if status != 0:
+            raise MemoryError(f"the CPU {name} kernel could not allocate its block table")
+    return rest
+
+
+def elementwise(name: str, source: str, width: int) -> Callable[[list], list | None]:
+    """The ``native`` of a dispatch ``Kernel`` whose C ``source`` defines ``NAME_block(count,
+    lists, hp, t, start, end)``, the update of elements ``[start, end)`` of tensor set ``t``."""
+    step_source = (f"{source}\nint {name}_step(KERNEL_ARGS)\n{{\n    return each_block(count, lists, "
+                   f"numel, hp, block, threads, {name}_block);\n}}\n")
+    return functools.partial(step, name, step_source, width)

@@ -34,10 +34,11 @@ ZERO_NATIVE = "itself"  # already what ZeRO-Offload wants (DeepSpeed's CPU class
 
 @dataclass(frozen=True)
 class Impossible:
-    """Why an optimizer can never train under DeepSpeed ZeRO, and what to use instead."""
+    """Why an optimizer can never train under a sharding engine (DeepSpeed ZeRO, FSDP2), and
+    what to use instead."""
     reason: str
     fix: str
-    from_stage: int = 1  # the lowest ZeRO stage it fails at (0: under DeepSpeed at all)
+    from_stage: int = 1  # ZeRO: the lowest stage it fails at (0: under DeepSpeed at all)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class OptimizerSpec:
     elementwise: bool = False  # per-element update: ZeRO's flat partitions change nothing
     zero_impossible: Impossible | None = None  # never under ZeRO (from its from_stage)
     zero_loses: str | None = None  # per-parameter behaviour flat ZeRO partitions change
+    fsdp_impossible: Impossible | None = None  # why it cannot step FSDP2 shards (DTensor)
+    #                                            exactly; None: it equals the unsharded run (tested)
 
     @property
     def module(self) -> str:

@@ -248,7 +248,8 @@ def _muon(optimizer, plan: DeepSpeedOptimizerPlan, param_names: dict | None = No
                       "not used).")
 
 
-def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int) -> str:
+def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int,
+             spec: OptimizerSpec | None) -> str:
     name = _short(plan.source)
     if offload:
         device = offload_optimizer_device(plan.config)
@@ -260,10 +261,14 @@ def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int) -> str:
             f"{name} with strategy=dict(type='DeepSpeedStrategy', ..., {OPT_IN}=True), which runs "
             f"its PyTorch step on the offloaded fp32 partitions (often several times slower); or "
             "remove offload_optimizer.")
+    loses = f" Under ZeRO {spec.zero_loses}." if spec is not None and spec.zero_loses else ""
+    sharded = (f", or shard with strategy=dict(type='FullyShardStrategy') (FSDP2), under which "
+               f"{name} is exact" if spec is not None and spec.fsdp_impossible is None else "")
     return (
         f"ZeRO stage {stage} hands the optimizer flat 1-D partitions, and {name} is not on "
-        "DeepSpeed's tested list for that. Fix: use 'AdamW', 'Adam', 'Adagrad' or 'Muon', or "
-        f"keep {name} with strategy=dict(type='DeepSpeedStrategy', ..., {OPT_IN}=True).")
+        f"DeepSpeed's tested list for that.{loses} Fix: use 'AdamW', 'Adam', 'Adagrad' or "
+        f"'Muon'{sharded}, or keep {name} with strategy=dict(type='DeepSpeedStrategy', ..., "
+        f"{OPT_IN}=True).")
 
 
 def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool = False,
@@ -318,7 +323,7 @@ def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool
                 plan.warnings.append(f"{name} is not on DeepSpeed's tested ZeRO list; running it "
                                      f"because {OPT_IN} is set.")
             else:
-                raise DeepSpeedConfigError(_refusal(plan, offload, stage))
+                raise DeepSpeedConfigError(_refusal(plan, offload, stage, spec))
     elif zero_as == ZERO_NATIVE:
         pass  # DeepSpeedCPUAdam / DeepSpeedCPULion: what offload wants
     elif zero_as == ZERO_AS_ADAM:
@@ -338,7 +343,7 @@ def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool
             "runs on the offloaded fp32 partitions on the CPU, usually several times slower than "
             "DeepSpeedCPUAdam/DeepSpeedCPULion.")
     else:
-        raise DeepSpeedConfigError(_refusal(plan, offload, stage))
+        raise DeepSpeedConfigError(_refusal(plan, offload, stage, spec))
 
     if plan.kind == "client" and plan.target is None and stage >= 1 and spec is not None \
             and spec.zero_loses:

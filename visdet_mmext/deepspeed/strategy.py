@@ -23,11 +23,8 @@ DeepSpeed version of, through DeepSpeed's escape hatches (slower; a warning says
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import os
-import socket
 
 import torch
 from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper, MMDeepSpeedEngineWrapper
@@ -39,6 +36,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 from ..compat.deepspeed_muon import ROUTED
 from ..errors import DeepSpeedConfigError
+from ..runtime.process_group import single_process_env
 from .config import normalize
 from .offload import OPT_IN, plan_optimizer
 
@@ -58,22 +56,6 @@ def on_cpu() -> bool:
     """DeepSpeed runs on its CPU accelerator (no CUDA device, or ``DS_ACCELERATOR=cpu``)."""
     from deepspeed.accelerator import get_accelerator
     return get_accelerator().device_name() == "cpu"
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def single_process_env() -> dict[str, str]:
-    """Fill the torch.distributed variables of a one-process world (only those absent)."""
-    values = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
-    if "MASTER_PORT" not in os.environ:
-        values["MASTER_PORT"] = str(free_port())
-    added = {key: value for key, value in values.items() if key not in os.environ}
-    os.environ.update(added)
-    return added
 
 
 def _timeout(dist_cfg: dict) -> dict:

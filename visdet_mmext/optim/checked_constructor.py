@@ -17,12 +17,14 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
+from ..algorithms.shards import is_dtensor
 from ..catalog import CATALOG
 from ..catalog.adapters import BuildPlan
 from ..errors import OptimizerConfigError
 from .grouping_check import guard_grouping
 from .onebit_setup import connect_onebit
-from .validation import check_device, check_optimizer_cfg, check_paramwise_cfg, warn_unmatched_keys
+from .validation import (check_device, check_optimizer_cfg, check_paramwise_cfg, check_sharded,
+                         warn_unmatched_keys)
 
 
 def _default_lr(optimizer_cls):
@@ -83,6 +85,8 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             model = model.module
         device = next(model.parameters(), torch.empty(0)).device
         check_device(self.optimizer_cfg["type"], device)
+        if any(is_dtensor(p) for p in model.parameters()):
+            check_sharded(self.optimizer_cfg["type"])
         plan = BuildPlan(self.optimizer_name, dict(self.optimizer_cfg), dict(self.optim_wrapper_cfg),
                          self.param_groups(model), model)
         plan.wrapper_cfg.setdefault("type", "OptimWrapper")

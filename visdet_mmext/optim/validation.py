@@ -226,6 +226,29 @@ def check_device(optimizer_type, device) -> None:
             f"are on {device.type}.{_suggestion(optimizer_type)}")
 
 
+def check_sharded_cfg(optim_wrapper_cfg) -> None:
+    """:func:`check_sharded` for the optimizer of each wrapper an ``optim_wrapper`` config builds."""
+    if not isinstance(optim_wrapper_cfg, Mapping):
+        return
+    optimizer = optim_wrapper_cfg.get("optimizer")
+    if isinstance(optimizer, Mapping):
+        check_sharded(optimizer.get("type"))
+    elif optimizer is None and "constructor" not in optim_wrapper_cfg:
+        for value in optim_wrapper_cfg.values():  # one wrapper config per name
+            check_sharded_cfg(value)
+
+
+def check_sharded(optimizer_type) -> None:
+    """Refuse an optimizer whose catalog row says it cannot step FSDP2 shards exactly (by name,
+    or by class; nothing is imported or built)."""
+    spec = CATALOG.get(optimizer_type) if isinstance(optimizer_type, str) else \
+        CATALOG.spec_of(optimizer_type) if isinstance(optimizer_type, type) else None
+    if spec is not None and spec.fsdp_impossible is not None:
+        raise OptimizerConfigError(
+            f"{spec.name} cannot train FSDP2-sharded parameters exactly: it "
+            f"{spec.fsdp_impossible.reason}. Fix: {spec.fsdp_impossible.fix}.")
+
+
 # -- paramwise_cfg ----------------------------------------------------------------------------
 
 def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,

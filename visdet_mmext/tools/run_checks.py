@@ -14,8 +14,10 @@ from mmengine.hooks import Hook
 from mmengine.registry import DATASETS, HOOKS, LOOPS, MODELS, PARAM_SCHEDULERS
 
 from ..errors import RunnerConfigError
-from ..optim.validation import did_you_mean
+from ..optim.validation import check_sharded_cfg, did_you_mean
 
+#: Strategies that shard parameters with FSDP2 (DTensor).
+SHARDING_STRATEGIES = ("FullyShardStrategy",)
 #: Schedulers whose ``start_factor`` divides their later values (mmengine allows 0 in it).
 LINEAR_SCHEDULERS = ("LinearLR", "LinearMomentum", "LinearParamScheduler")
 
@@ -129,8 +131,17 @@ def check_paths(cfg) -> None:
                                     "pass --work-dir with a folder you can write to.") from error
 
 
+def check_strategy(cfg) -> None:
+    """A sharding strategy's optimizer steps its shards exactly (its catalog row), or the run
+    stops here (not after the model was built and sharded)."""
+    strategy = cfg.get("strategy")
+    if isinstance(strategy, dict) and strategy.get("type") in SHARDING_STRATEGIES:
+        check_sharded_cfg(cfg.get("optim_wrapper"))
+
+
 def check_run_cfg(cfg) -> None:
     """All of the above."""
     check_types(cfg)
     check_values(cfg)
     check_paths(cfg)
+    check_strategy(cfg)

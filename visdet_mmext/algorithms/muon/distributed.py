@@ -48,9 +48,10 @@ def world_of(enabled: bool) -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
-def check_same_matrices(shapes: Sequence[tuple[int, ...]], device: torch.device) -> None:
-    """Refuse to share work between ranks that do not hold the same list of Muon matrices
-    (sharded parameters, or ranks training different models): their plans would not match."""
+def check_same_matrices(shapes: Sequence[tuple], device: torch.device) -> None:
+    """Refuse to share work between ranks that do not hold the same list of Muon matrices, laid
+    out alike (ranks training different models, or gradients on some ranks only): their plans
+    would not match, and their collectives would wait for each other forever."""
     signature = zlib.crc32(repr([tuple(s) for s in shapes]).encode()) - (1 << 31)
     values = torch.tensor([signature, -signature], dtype=torch.int64, device=device)
     torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MAX)
@@ -58,8 +59,9 @@ def check_same_matrices(shapes: Sequence[tuple[int, ...]], device: torch.device)
         raise RuntimeError(
             "Muon(distributed=True): the ranks hold different Muon matrices this step "
             f"(this rank: {len(shapes)}), so the Newton-Schulz work cannot be shared. Distributed "
-            "Muon needs data parallelism (every rank the same parameters and averaged gradients); "
-            "set distributed=False to orthogonalise every matrix on every rank.")
+            "Muon needs every rank to step the same parameters (data-parallel replicas with "
+            "averaged gradients, or FSDP2 shards of the same model); set distributed=False to "
+            "orthogonalise every matrix on every rank.")
 
 
 def broadcast_from(flat: Tensor, src: int) -> None:

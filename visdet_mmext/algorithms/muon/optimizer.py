@@ -27,7 +27,8 @@ Paths: single-tensor (a per-matrix loop), foreach (foreach momentum; Newton-Schu
 same-shaped matrices batched across param groups: on CPU only small ones, see
 ``BATCH_MAX_NUMEL``), fast (additionally the compiled AdamW kernel; on CUDA small matrices of
 different shapes share zero-padded batches). Under data parallelism the ranks share the
-Newton-Schulz work (``distributed``).
+Newton-Schulz work, and under FSDP2 each sharded matrix is gathered to the one rank that
+orthogonalises it (``distributed``).
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .. import dispatch
-from . import distributed
+from .. import dispatch, shards
+from . import distributed, sharded
 from .._adam import adam_state, adamw_foreach, adamw_tensor, bias_corrections
 from .hybrid import adamw_settings, split_by_shape
 from .newton_schulz import PAD_MAX_NUMEL, orthogonalize, orthogonalize_many
@@ -71,7 +72,7 @@ def lr_scale(adjust_lr: str, rows: int, cols: int) -> float:
 
 
 _ADAMW = dispatch.Kernel(adamw_tensor, "AdamW (Muon's AdamW side)", compile_s=11.0, cached_s=2.5,
-                         saved_ns=2.3, chunk=4)
+                         saved_ns=2.3, chunk=4, elementwise=True)
 
 
 class Muon(Optimizer):
@@ -86,7 +87,9 @@ class Muon(Optimizer):
         ns_dtype: Newton-Schulz dtype; None: bf16 on CUDA, fp32 elsewhere.
         distributed: when torch.distributed is initialised with several processes, each rank
             orthogonalises a FLOP-balanced share of the matrices and broadcasts the results
-            (:mod:`~visdet_mmext.algorithms.muon.distributed`); the parameters stay those of a
+            (:mod:`~visdet_mmext.algorithms.muon.distributed`); FSDP2-sharded matrices are
+            gathered to the rank that orthogonalises them and the update's slices sent back
+            (:mod:`~visdet_mmext.algorithms.muon.sharded`). The parameters stay those of a
             single process on the same averaged gradients. False: every rank computes every
             matrix (for ranks that do not share parameters and gradients).
         maximize, foreach, fast: see :class:`visdet_mmext.algorithms.lion.Lion`.
@@ -179,32 +182,43 @@ class Muon(Optimizer):
 
     def _muon_update(self, items: list) -> None:
         rank, world = distributed.world_of(self.defaults.get("distributed", True))
-        if world == 1:
+        if world == 1:  # (DTensors too: each gathered whole, on every rank)
             self.last_step_ns_flops = sum(
                 distributed.ns_flops(*matrix_shape(p), group["ns_steps"]) for p, *_, group in items)
-            for (p, _, _, group), ortho, (rows, cols) in self._orthogonalized(items):
-                _apply(p, ortho, group, rows, cols)
+            self._apply_all(items)
             return
-        self._muon_update_shared(items, rank, world)
+        layouts = [sharded.layout(p) for p, *_ in items]
+        plain = [shards.plain(p) for p, *_ in items]
+        distributed.check_same_matrices(
+            [(*matrix_shape(item[0]), item[3]["ns_steps"], where is not None, is_plain)
+             for item, where, is_plain in zip(items, layouts, plain)], items[0][0].device)
+        self.last_step_ns_flops = 0.0
+        # data-parallel replicas: a share each, broadcast
+        self._muon_update_shared([item for item, ok in zip(items, plain) if ok], rank, world)
+        by_mesh: dict[int, list] = {}  # FSDP2 shards: gathered to one rank per matrix
+        for item, where in zip(items, layouts):
+            if where is not None:
+                by_mesh.setdefault(id(where.group), []).append((item, where))
+        for members in by_mesh.values():
+            self._muon_update_sharded([item for item, _ in members], [w.dim for _, w in members],
+                                      members[0][1])
+        # anything else (other DTensor layouts, tensor subclasses): every rank computes it
+        rest = [item for item, where, ok in zip(items, layouts, plain) if where is None and not ok]
+        self.last_step_ns_flops += sum(
+            distributed.ns_flops(*matrix_shape(p), group["ns_steps"]) for p, *_, group in rest)
+        self._apply_all(rest)
 
-    def _orthogonalized(self, items: list):
-        """``(item, orthogonalised update, matrix shape)`` per item: momentum, then Newton-Schulz
-        along the chosen path. Yielded batch by batch, so a batch's temporaries are freed before
-        the next is computed."""
-        device = items[0][0].device
-        main, _ = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
-        if main == dispatch.SINGLE:
-            for item in items:  # the per-matrix loop
-                p, grad, buf, group = item
-                update = _momentum_single(grad, buf, group)
-                shape = matrix_shape(p)
-                yield item, orthogonalize(update.reshape(shape), group["ns_steps"],
-                                          self._ns_dtype(p.device)), shape
-            return
-        pad = main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
-        buckets: dict[tuple, list] = {}
-        for index, item in enumerate(items):
-            p, group = item[0], item[3]
+    def _apply_all(self, items: list) -> None:
+        for (p, _, _, group), ortho, (rows, cols) in self._orthogonalized(items):
+            _apply(p, ortho, group, rows, cols)
+
+    def _ns_buckets(self, entries: list, main: str) -> list[list[int]]:
+        """Indices of ``entries`` ``(tensor, group)`` whose Newton-Schulz runs as one batch."""
+        if not entries:  # (a rank that owns none of the sharded matrices)
+            return []
+        pad = self._ns_path(entries[0][0].device)[1]
+        buckets: dict[tuple, list[int]] = {}
+        for index, (p, group) in enumerate(entries):
             rows, cols = sorted(matrix_shape(p))
             alone = None  # batched with its shape
             if pad and rows * cols <= PAD_MAX_NUMEL:
@@ -212,26 +226,53 @@ class Muon(Optimizer):
             elif p.device.type not in BATCH_ALL_DEVICE_TYPES and rows * cols >= BATCH_MAX_NUMEL:
                 alone = index
             key = (p.device, rows, cols, group["ns_steps"], self._ns_dtype(p.device), alone)
-            buckets.setdefault(key, []).append(item)
-        for (_, _, _, ns_steps, ns_dtype, _), bucket in buckets.items():
-            updates = _momentum_foreach(bucket)
-            shapes = [matrix_shape(p) for p, *_ in bucket]
-            matrices = [u.reshape(shape) for u, shape in zip(updates, shapes)]
-            del updates
-            orthos = orthogonalize_many(matrices, ns_steps, ns_dtype, pad=pad)
-            del matrices
-            yield from zip(bucket, orthos, shapes)
+            buckets.setdefault(key, []).append(index)
+        return list(buckets.values())
+
+    def _newton_schulz(self, updates: list, groups: list, main: str, pad: bool) -> list:
+        """Orthogonalised ``updates`` (tensors of their parameters' shapes, one bucket of
+        :meth:`_ns_buckets`), as matrices."""
+        group, device = groups[0], updates[0].device
+        matrices = [u.reshape(matrix_shape(u)) for u in updates]
+        if main == dispatch.SINGLE:
+            return [orthogonalize(m, group["ns_steps"], self._ns_dtype(device)) for m in matrices]
+        return orthogonalize_many(matrices, group["ns_steps"], self._ns_dtype(device), pad=pad)
+
+    def _orthogonalized(self, items: list):
+        """``(item, orthogonalised update, matrix shape)`` per item: momentum, then Newton-Schulz
+        along the chosen path (a DTensor's update gathered whole first). Yielded batch by batch,
+        so a batch's temporaries are freed before the next is computed."""
+        if not items:
+            return
+        main, pad = self._ns_path(items[0][0].device)
+        if main == dispatch.SINGLE:
+            for item in items:  # the per-matrix loop
+                p, grad, buf, group = item
+                update = shards.whole(_momentum_single(grad, buf, group))
+                yield item, self._newton_schulz([update], [group], main, pad)[0], matrix_shape(p)
+            return
+        for bucket in self._ns_buckets([(item[0], item[3]) for item in items], main):
+            chosen = [items[i] for i in bucket]
+            updates = [shards.whole(u) for u in _momentum_foreach(chosen)]
+            orthos = self._newton_schulz(updates, [it[3] for it in chosen], main, pad)
+            yield from zip(chosen, orthos, [matrix_shape(p) for p, *_ in chosen])
+
+    def _ns_path(self, device: torch.device) -> tuple[str, bool]:
+        """The path (single, foreach or compiled) and whether small matrices are zero-padded
+        into shared batches."""
+        main, _ = dispatch.choose_path(self.defaults["fast"], self.defaults["foreach"], device)
+        return main, main == dispatch.COMPILED and device.type in PAD_DEVICE_TYPES
 
     def _muon_update_shared(self, items: list, rank: int, world: int) -> None:
         """Each rank orthogonalises its share (``distributed.assign``), then broadcasts it; every
         rank applies every update, in the same dtype as a single process would."""
+        if not items:
+            return
         shapes = [matrix_shape(p) for p, *_ in items]
-        distributed.check_same_matrices(
-            [(*shape, item[3]["ns_steps"]) for shape, item in zip(shapes, items)], items[0][0].device)
         costs = [distributed.ns_flops(*shape, item[3]["ns_steps"])
                  for shape, item in zip(shapes, items)]
         owners = distributed.assign(costs, world)
-        self.last_step_ns_flops = sum(c for c, owner in zip(costs, owners) if owner == rank)
+        self.last_step_ns_flops += sum(c for c, owner in zip(costs, owners) if owner == rank)
         # the momentum of matrices another rank orthogonalises (the owner computes its update)
         _momentum_foreach([item for item, owner in zip(items, owners) if owner != rank],
                           buffers_only=True)
@@ -265,6 +306,36 @@ class Muon(Optimizer):
                     p, _, _, group = items[i]
                     _apply(p, update.view(shapes[i]), group, *shapes[i])
 
+    def _muon_update_sharded(self, items: list, dims: list[int], where: sharded.Layout) -> None:
+        """FSDP2 shards (one mesh): momentum on the local slices, each matrix orthogonalised by
+        one rank of the mesh (FLOP-balanced), the update's slices sent back (``sharded``)."""
+        local = [(p.to_local(), grad.to_local(), buf.to_local(), group)
+                 for p, grad, buf, group in items]
+        shapes = [tuple(p.shape) for p, *_ in items]
+        costs = [distributed.ns_flops(*matrix_shape(p), group["ns_steps"])
+                 for p, *_, group in items]
+        owners = distributed.assign(costs, where.world)
+        self.last_step_ns_flops += sum(c for c, owner in zip(costs, owners) if owner == where.rank)
+        device = local[0][0].device
+        ns_dtype = self._ns_dtype(device)
+        main, pad = self._ns_path(device)
+        updates = [u.to(ns_dtype) for u in (
+            [_momentum_single(grad, buf, group) for _, grad, buf, group in local]
+            if main == dispatch.SINGLE else _momentum_foreach(local))]
+        wholes = sharded.gather_to_owners(updates, shapes, dims, owners, where)
+        del updates
+        mine = sorted(wholes)
+        results = {}
+        for bucket in self._ns_buckets([(wholes[i], items[i][3]) for i in mine], main):
+            chosen = [mine[j] for j in bucket]
+            orthos = self._newton_schulz([wholes[i] for i in chosen],
+                                         [items[i][3] for i in chosen], main, pad)
+            results.update({i: o.reshape(shapes[i]) for i, o in zip(chosen, orthos)})
+        del wholes
+        slices = sharded.scatter_from_owners(results, shapes, dims, owners, where, ns_dtype, device)
+        for (p, _, _, group), update, item in zip(local, slices, items):
+            _apply(p, update, group, *matrix_shape(item[0]))
+
 
 def _momentum_single(grad: Tensor, buf: Tensor, group: dict) -> Tensor:
     momentum = group["momentum"]
@@ -293,7 +364,10 @@ def _momentum_foreach(items: list, buffers_only: bool = False) -> list[Tensor]:
 
 
 def _apply(p: Tensor, ortho: Tensor, group: dict, rows: int, cols: int) -> None:
+    """The update of ``p`` (this rank's slice, when ``p`` is a DTensor and ``ortho`` whole)."""
     lr = float(group["lr"])
+    if shards.is_dtensor(p) and not shards.is_dtensor(ortho):
+        ortho = shards.shard_like(ortho.reshape(p.shape), p)
     if group["weight_decay"] != 0:
         p.mul_(1 - lr * float(group["weight_decay"]))
     p.add_(ortho.reshape(p.shape), alpha=-lr * lr_scale(group["adjust_lr"], rows, cols))

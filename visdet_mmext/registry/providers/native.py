@@ -1,4 +1,5 @@
-"""Provider: this package's own Lion, LAMB and Muon (replacing mmengine's registrations)."""
+"""Provider: this package's own optimizers (Lion, LAMB, Muon, ADOPT, Adan, SophiaG, 1-bit), replacing
+mmengine's registrations of those names."""
 from ...catalog import CATALOG
 from .base import register_rows
 

@@ -1,7 +1,7 @@
-"""Provider: SophiaH, ADOPT, Adan and SOAP from the ``pytorch-optimizer`` collection.
+"""Provider: SophiaH and SOAP from the ``pytorch-optimizer`` collection.
 
 Only the catalog's rows are registered: the collection's other classes (its own Lion, LAMB,
-Prodigy, schedule-free variants, ...) would shadow names this catalog gives to other packages.
+ADOPT, Adan, Prodigy, schedule-free variants, ...) would shadow names this catalog gives to other packages.
 """
 from .base import register_package
 

@@ -1,5 +1,6 @@
 # The embedded demo (shapes drawn in code, a small residual conv net) under mmengine's
-# FlexibleRunner. The DeepSpeed configs next to this file add `strategy` and `optim_wrapper`.
+# FlexibleRunner. The DeepSpeed configs next to this folder and configs/fsdp add `strategy` and
+# `optim_wrapper`.
 custom_imports = dict(imports=['visdet_mmext', 'visdet_mmext.demo'], allow_failed_imports=False)
 
 runner_type = 'FlexibleRunner'
