@@ -42,7 +42,7 @@ def test_packaged_configs_by_name(capsys):
 
 def test_list_filters_names_and_json_lists_every_registered_name(capsys):
     assert cli.main(["list", "*8bit"]) == 0
-    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]  # the header
             if line and not line[0].isdigit() and not line.startswith("note")]
     assert rows and all(name.endswith("8bit") for name in rows)
     assert cli.main(["list", "nosuchoptimizer"]) == 1
