@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export TORCHINDUCTOR_CACHE_DIR ?= $(HOME)/.cache/visdet-mmext/inductor
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check clean
+.PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check gpu-rehearsal gpu-rehearsal-env clean
 
 venv: $(STAMP)
 
@@ -51,5 +51,15 @@ gpu-check:
 	$(PYTHON) tools/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS))
 endif
 
+# The GPU check replayed here, without CUDA, in an environment of the GPU image's packages
+# (torch 2.11 + CUDA 13.0 and its libraries, built once into ~/.cache/visdet-mmext/gpu-rehearsal
+# and reused) plus the wheel cache: docs/gpu.md says what it proves. -env: the environment only
+# (needs no .venv; CI builds it while the suite runs).
+gpu-rehearsal: gpu-wheels
+	$(PY) tools/gpu_rehearsal.py --wheels $(WHEELS)
+
+gpu-rehearsal-env:
+	$(PYTHON) tools/gpu_rehearsal.py --env-only
+
 clean:
-	rm -rf $(VENV) work_dirs .pytest_cache
+	rm -rf $(VENV) work_dirs .pytest_cache gpu_check_out gpu_rehearsal_out

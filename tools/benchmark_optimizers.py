@@ -381,6 +381,9 @@ def markdown(report: dict) -> str:
             if row.get("skipped"):
                 lines.append(f"| {name} | skipped: {row['skipped']} | | | | | |")
                 continue
+            if "ms_per_step" not in row:  # a report written before the run reached it
+                lines.append(f"| {name} | not measured yet | | | | | |")
+                continue
             peak = report["matmul_peak_GFLOPs"]
             lines.append(f"| {name} | {row['ms_per_step']:.1f} | {fmt(row['bw_fraction'], '.2f')} "
                          f"| {fmt(row['state_bytes_per_param'], '.2f')} | "
@@ -408,7 +411,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     sets = list(report["sets"])
-    rows = {s: [r for r in report["results"] if r["set"] == s and not r.get("skipped")]
+    rows = {s: [r for r in report["results"] if r["set"] == s and "ms_per_step" in r]
             for s in sets}
     heights = [max(1, len(rows[s])) for s in sets]
     fig, axes = plt.subplots(len(sets), 1, figsize=(9, 0.45 * sum(heights) + 1.6 * len(sets)),
@@ -434,6 +437,33 @@ def plot(report: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- main
+def write_report(args, device, rows, results_by_key, report_sets, bandwidth, peak,
+                 load_before) -> dict:
+    """``<out>/<tag>.json`` and ``.md`` from the rows measured so far."""
+    for row in results_by_key.values():
+        ideal = IDEAL_BYTES[row["kind"]] * row["params"] / 1e9 if row.get("kind") else None
+        row["bw_fraction"] = ideal / (row["ms_per_step"] / 1e3) / bandwidth if ideal else None
+    report = dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        machine=machine_info(device),
+        copy_bandwidth_GBps=bandwidth, matmul_peak_GFLOPs=peak,
+        load_average_before=load_before, load_average_after=os.getloadavg(),
+        settings=dict(warmup=args.warmup, steps=args.steps, heavy_warmup=args.heavy_warmup,
+                      heavy_steps=args.heavy_steps, quick=args.quick),
+        sets=report_sets, results=rows, targets=targets(results_by_key, device))
+    for row, medians, best in zip(report["targets"],
+                                  targets(results_by_key, device, key="ms_per_step"),
+                                  targets(results_by_key, device, key="ms_min")):
+        if "(ms)" in row["target"] or "speed-up" in row["target"]:
+            row["value_medians"], row["value_best_round"] = medians["value"], best["value"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.tag or device.type
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -503,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     # Optimizers of one set and weight class are stepped round-robin (one timed step each per
     # round), so a change in machine load hits all of them alike and the ratios stay fair.
     phases: dict[tuple, list[int]] = {}
+    report = None
     for i, c in enumerate(todo):
         phases.setdefault((c.set, c.heavy), []).append(i)
     for (set_name, heavy), members in phases.items():
@@ -554,33 +585,19 @@ def main(argv: list[str] | None = None) -> int:
             row.update(ms_per_step=ms, ms_min=min(row["ms_all"]), params=n,
                        load_1min=statistics.mean(loads),
                        state_bytes_per_param=state_bytes(opt) / n,
-                       ideal_GB=IDEAL_BYTES[case.kind] * n / 1e9 if case.kind else None,
+                       kind=case.kind,
                        gflops=ns_flops(params) / (ms / 1e3) / 1e9 if case.muon else None)
             results_by_key[(case.set, case.name)] = row
         del live, params_all
         opt = None
+        # what is measured so far: a run stopped at a deadline still leaves its targets
+        report = write_report(args, device, rows, results_by_key, report_sets, bandwidth, peak,
+                              load_before)
 
-    for row in results_by_key.values():
-        ideal = row.pop("ideal_GB")
-        row["bw_fraction"] = ideal / (row["ms_per_step"] / 1e3) / bandwidth if ideal else None
-    report = dict(
-        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        machine=machine_info(device),
-        copy_bandwidth_GBps=bandwidth, matmul_peak_GFLOPs=peak,
-        load_average_before=load_before, load_average_after=os.getloadavg(),
-        settings=dict(warmup=args.warmup, steps=args.steps, heavy_warmup=args.heavy_warmup,
-                      heavy_steps=args.heavy_steps, quick=args.quick),
-        sets=report_sets, results=rows, targets=targets(results_by_key, device))
-    for row, medians, best in zip(report["targets"],
-                                  targets(results_by_key, device, key="ms_per_step"),
-                                  targets(results_by_key, device, key="ms_min")):
-        if "(ms)" in row["target"] or "speed-up" in row["target"]:
-            row["value_medians"], row["value_best_round"] = medians["value"], best["value"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = args.tag or device.type
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report))
+    if report is None:
+        say("nothing to measure")
+        return 1
+    out, stem = Path(args.out), args.tag or device.type
     try:
         plot(report, out / f"{stem}.png")
     except ImportError as exc:

@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Fill the wheel cache that ``make gpu-check`` installs from on a GPU machine (``make gpu-wheels``).
 
-The GPU machine runs Python 3.12 with a CUDA torch, Triton, numpy, matplotlib, pytest and ninja,
-and reaches no package index (docs/gpu.md). What the check needs beyond that travels with the
-checkout as wheels for CPython 3.12 on manylinux x86-64:
+The GPU machine's image (tools/gpu_image.py: Python 3.12, a CUDA torch, Triton, transformers,
+pytest, ...) reaches no package index (docs/gpu.md). What the check needs beyond it travels with
+the checkout as wheels for CPython 3.12 on manylinux x86-64:
 
 * downloaded: mmengine and its small dependencies, bitsandbytes (slimmed to its CPU and CUDA
-  ``--cuda`` kernels), DeepSpeed's Python dependencies, lion-pytorch, zlib-ng;
+  ``--cuda`` kernels), DeepSpeed's Python dependencies, the optional optimizer packages
+  (schedulefree, prodigyopt, pytorch-optimizer, lion-pytorch; transformers in the tested version,
+  which the image has in another), zlib-ng;
 * built here: DeepSpeed and dadaptation (published as sdists only; both build to pure-Python
   wheels, DeepSpeed with no op compiled in, so its ops JIT-build on the GPU machine), and this
   package from the checkout.
@@ -30,9 +32,12 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from gpu_image import CUDA, PYTHON as PYTHON_VERSION, normalize  # noqa: E402
+
 #: what the device tool carries per call: the working tree and the wheels together
 CARRY_LIMIT = 64 * 2 ** 20
-PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
              "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
 #: distribution -> what it is for on the GPU machine
@@ -48,13 +53,13 @@ DISTRIBUTIONS = {
     "typing-extensions": "pydantic (newer than the machine's)",
     "dadaptation": "D-Adaptation optimizers",
     "lion-pytorch": "the Lion peer of the benchmark",
+    "transformers": "Adafactor (the tested version; the image's is older)",
+    "schedulefree": "the schedule-free optimizers",
+    "prodigyopt": "Prodigy",
+    "pytorch-optimizer": "ADOPT, Adan, SOAP, SophiaH",
 }
 #: published as sdists only (or the checkout): built into pure-Python wheels here
 BUILT_HERE = ("deepspeed", "dadaptation")
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pinned_versions() -> dict[str, str]:
@@ -166,9 +171,9 @@ def check(dest: Path, versions: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", default=str(ROOT / "gpu_wheels"))
-    parser.add_argument("--cuda", default="130",
+    parser.add_argument("--cuda", default=CUDA,
                         help="bitsandbytes kernels to keep: torch.version.cuda without the dot "
-                             "on the GPU machine (130: the H200 image's torch 2.11+cu130)")
+                             f"on the GPU machine ({CUDA}: the image's, tools/gpu_image.py)")
     args = parser.parse_args(argv)
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)

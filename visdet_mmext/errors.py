@@ -46,7 +46,16 @@ class CorruptCheckpointError(CheckpointError):
 
 
 class CheckpointMismatchError(CheckpointError, ValueError):
-    """Optimizer state saved with another optimizer, grouping or Muon routing."""
+    """A checkpoint being resumed was saved from another model, or its optimizer state with
+    another optimizer, grouping or Muon routing."""
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """A checkpoint could not be written; the run stopped, earlier checkpoints are intact."""
+
+
+class WorkDirInUseError(VisdetError, RuntimeError):
+    """Another run is training into the same work dir."""
 
 
 class NeedsCudaError(VisdetError, RuntimeError):

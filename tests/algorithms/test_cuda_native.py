@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cuda_utils import DEVICE, state_tensors
-from native_utils import PATHS, fresh, make_problem, run
+from native_utils import PATHS, fresh, fresh_compiler, make_problem, run  # noqa: F401
 from oracles import reference_adan, reference_adopt, reference_lamb, reference_lion, reference_muon
 from visdet_mmext.algorithms import dispatch
 from visdet_mmext.algorithms.adan import Adan
@@ -17,8 +17,6 @@ from visdet_mmext.algorithms.muon import Muon
 from visdet_mmext.algorithms.muon import optimizer as muon_optimizer
 from visdet_mmext.algorithms.muon.newton_schulz import orthogonalize, orthogonalize_many
 
-pytestmark = pytest.mark.cuda
-
 #: storage dtype and the tolerance on max|actual - oracle| / max|oracle| (fp32 arithmetic lands
 #: far under 1e-3, bf16 storage between 1e-3 and 1e-2)
 DTYPES = {"fp32": (torch.float32, 1e-5), "bf16": (torch.bfloat16, 1e-2)}
@@ -27,17 +25,7 @@ SHAPES = [(40, 24), (24,), (96,), (6, 5, 3, 2), (300, 257)]
 MATRICES = [(32, 16), (16, 48), (32, 16), (24, 24), (8, 4, 3, 3), (32, 2, 2, 2), (300, 257)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_compiler(monkeypatch):
-    """Each test compiles from scratch (no recompile limit carried over), with fp32 matmuls in
-    full precision (no TF32), on the path the device picks by itself."""
-    torch._dynamo.reset()
-    monkeypatch.delenv("VISDET_MMEXT_COMPILE", raising=False)
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(precision)
-    assert not dispatch._BROKEN, f"the compiled path fell back to eager: {dispatch._BROKEN}"
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("fresh_compiler")]
 
 
 def problem(storage, shapes=SHAPES, seed=0, steps=20, scale=1.0):
@@ -183,16 +171,36 @@ def test_muon_adamw_side_matches_torch_adamw():
     assert_paths_match(results, expected, 1e-5)
 
 
-def test_zero_padded_bf16_batches_equal_per_matrix_newton_schulz():
+#: bf16's unit roundoff: 8 significant bits
+BF16_U = 2.0 ** -9
+
+
+def test_zero_padded_batches_are_as_accurate_as_per_matrix_newton_schulz():
+    """Zero padding is exact arithmetic (zero rows and columns stay zero and add nothing to the
+    norm): in fp32 the padded batch equals the per-matrix loop. In bf16 only the order of the fp32
+    accumulations differs, so against the fp32 result the padded batch may be no less accurate
+    than bf16 per matrix: at most twice its error (or 8 roundings, where that is tiny). On the CPU,
+    over 900 random matrices of these and other shapes, the ratio never exceeded 1.0
+    (docs/gpu.md). bf16 per matrix itself stays within 0.25 of fp32 (worst on the CPU: 0.14, an
+    8 x 8 matrix whose smallest singular values the iteration amplifies most)."""
     gen = torch.Generator(device=DEVICE).manual_seed(5)
     mats = [torch.randn(s, generator=gen, device=DEVICE)
             for s in [(24, 40), (40, 24), (8, 8), (24, 40), (3, 17), (64, 576), (256, 64)]]
-    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-        expected = [orthogonalize(m, 5, dtype) for m in mats]
-        for got, want, m in zip(orthogonalize_many(mats, 5, dtype, pad=True), expected, mats):
+    fp32 = [orthogonalize(m, 5, torch.float32) for m in mats]
+    per_matrix = [orthogonalize(m, 5, torch.bfloat16) for m in mats]
+    for dtype in (torch.float32, torch.bfloat16):
+        for got, m in zip(orthogonalize_many(mats, 5, dtype, pad=True), mats):
             assert got.shape == m.shape and got.dtype == dtype and got.device.type == DEVICE.type
-            assert rel_err([got], [want]) <= tolerance, (tuple(m.shape), dtype)
-    svals = torch.linalg.svdvals(expected[5].float())  # bf16 still lands in ~[0.7, 1.2]
+    padded32 = orthogonalize_many(mats, 5, torch.float32, pad=True)
+    padded16 = orthogonalize_many(mats, 5, torch.bfloat16, pad=True)
+    for m, want, alone, got32, got16 in zip(mats, fp32, per_matrix, padded32, padded16):
+        shape = tuple(m.shape)
+        assert rel_err([got32], [want]) <= 1e-5, shape
+        bf16_error = rel_err([alone], [want])
+        assert bf16_error <= 0.25, (shape, bf16_error)
+        assert rel_err([got16], [want]) <= 2 * max(bf16_error, 8 * BF16_U), \
+            (shape, rel_err([got16], [want]), bf16_error)
+    svals = torch.linalg.svdvals(padded16[5].float())  # bf16 still lands in ~[0.7, 1.2]
     assert 0.5 < svals.min() and svals.max() < 1.4
 
 

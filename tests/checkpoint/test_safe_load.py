@@ -304,3 +304,38 @@ def test_patch_waits_until_mmengine_runner_is_imported(trained, tmp_path):
                             cwd=ROOT, env=subprocess_env(), timeout=300)
     assert result.returncode == 0 and "refused" in result.stdout, result.stderr[-3000:]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_refused_globals_are_named_as_the_code_wrote_them(trained, tmp_path, protocol):
+    """Protocol 2 records subprocess.call as Python 2's commands.call; protocol 4 uses opcodes
+    torch's own global scan does not read."""
+    checkpoint = state_of(str(trained / "iter_6.pth"))
+    checkpoint["meta"]["note"] = Payload(subprocess.call, ["true"])
+    torch.save(checkpoint, tmp_path / "evil.pth", pickle_protocol=protocol)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        safe_load.safe_torch_load(tmp_path / "evil.pth", map_location="cpu")
+    assert "it holds subprocess.call, which is outside" in str(error.value)
+    assert "commands" not in str(error.value)
+
+
+def test_the_refusals_advice_works_as_written(trained, tmp_path, capsys, monkeypatch):
+    """The command the refusal prints makes clean.pth, and the flag it names trains from it."""
+    import re
+
+    from demo_utils import CONFIGS, cli_options
+    from visdet_mmext.tools import train as train_tool
+    adamw = os.path.join(CONFIGS, "optimizers", "adamw.py")
+    path = poisoned(tmp_path / "evil.pth", trained / "iter_6.pth", Payload(os.system, "true"))
+    monkeypatch.chdir(tmp_path)
+    options = ["--cfg-options", *cli_options(iters=2), "model.widths=(8,16,32)"]
+    assert train_tool.main([adamw, "--work-dir", "work", "--resume", str(path), *options]) == 2
+    message = capsys.readouterr().err
+    command = re.search(r'python -c "(.+?)" and start from them with --cfg-options '
+                        r'load_from=clean.pth \(not --resume', message).group(1)
+    subprocess.run([sys.executable, "-c", command], cwd=tmp_path, env=subprocess_env(),
+                   check=True, timeout=300)
+    assert train_tool.main([adamw, "--work-dir", "work", *options, "load_from=clean.pth",
+                            "log_level=INFO"]) == 0
+    log = next((tmp_path / "work").rglob("*.log")).read_text()
+    assert "Load checkpoint from clean.pth" in log

@@ -187,3 +187,17 @@ def test_conflicting_or_impossible_offload_settings_fail_early():
                                          "offload_optimizer": {"device": "cpu"}}})
     with pytest.raises(DeepSpeedConfigError, match="offload_param works only with ZeRO stage 3"):
         normalize({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}})
+
+
+@pytest.mark.parametrize("zero, words", [
+    ({"stage": "two"}, "stage='two': ZeRO stages are the integers 0, 1, 2 and 3"),
+    ({"stage": 4}, "stage=4"),
+    ({"stage": 2, "offload_optimizer": {"device": "nvme"}}, "needs nvme_path"),
+    ({"stage": 3, "offload_param": {"device": "nvme", "nvme_path": ""}}, "needs nvme_path"),
+])
+def test_the_strategy_refuses_stages_and_nvme_offload_deepspeed_fails_on_late(zero, words):
+    """The strategy built from Python (no config file, so no check before the Runner)."""
+    with pytest.raises(DeepSpeedConfigError, match=words):
+        normalize({"zero_optimization": zero})
+    assert normalize({"zero_optimization": {"stage": 3, "offload_param": {
+        "device": "nvme", "nvme_path": "/local_nvme"}}})[0]["zero_optimization"]["stage"] == 3

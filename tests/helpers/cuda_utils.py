@@ -10,6 +10,20 @@ DEVICE = torch.device("cuda")
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
 
 
+def quantise_all(name: str) -> dict:
+    """Settings that make a bitsandbytes 8-bit name keep every tensor of the toys in 8 bits: it
+    keeps tensors under ``min_8bit_size`` (4096 elements by default) in fp32, and the toys' are
+    smaller. Empty for other names."""
+    return {"min_8bit_size": 1} if "8bit" in name else {}
+
+
+def assert_8bit_state(optimizer):
+    """Every moment buffer is uint8 (the quantised state, with its fp32 block scales beside)."""
+    moments = [(key, t) for key, t in state_tensors(optimizer) if key in ("state1", "state2")]
+    assert moments and all(t.dtype == torch.uint8 for _, t in moments), \
+        [(key, t.dtype) for key, t in moments]
+
+
 def state_tensors(optimizer):
     """``(key, tensor)`` for every non-scalar tensor in ``optimizer.state`` (step counters of
     0 dims stay on the CPU by torch's design)."""

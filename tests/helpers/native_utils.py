@@ -15,6 +15,21 @@ needs_compile = pytest.mark.skipif(dispatch.strategy_for(torch.device("cpu")) is
 ALL_PATHS = ["single", "foreach", pytest.param("compiled", marks=needs_compile)]
 
 
+@pytest.fixture
+def fresh_compiler(monkeypatch):
+    """Each test compiles from scratch (no recompile limit carried over), with fp32 matmuls in
+    full precision (no TF32), on the path the device picks by itself. A compile failure fails its
+    own test only: the process-wide fallback to eager it sets is undone for the next test."""
+    torch._dynamo.reset()
+    monkeypatch.delenv("VISDET_MMEXT_COMPILE", raising=False)
+    monkeypatch.setattr(dispatch, "_BROKEN", "")
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(precision)
+    assert not dispatch._BROKEN, f"the compiled path fell back to eager: {dispatch._BROKEN}"
+
+
 def make_problem(seed=0, steps=20, shapes=SHAPES):
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen) for s in shapes]

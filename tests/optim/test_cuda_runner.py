@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from cuda_utils import DEVICE, assert_on_device
+from cuda_utils import DEVICE, assert_8bit_state, assert_on_device, quantise_all
 from runner_utils import logged, make_runner
 from sweep_settings import STEPS, sweep_settings
 from toy import ToyClassifier, ToyMLP, toy_data
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.cuda
 
 CTOR = "VisdetOptimWrapperConstructor"
 #: one optimizer per family: torch, the native three, HF Adafactor, D-Adaptation,
-#: bitsandbytes 8-bit, DeepSpeed's fused CUDA LAMB
+#: bitsandbytes 8-bit (every tensor quantised), DeepSpeed's fused CUDA LAMB
 FAMILIES = ["AdamW", "Lion", "LAMB", "Muon", "Adafactor", "DAdaptAdam", "AdamW8bit",
             pytest.param("FusedLamb", marks=[pytest.mark.deepspeed, pytest.mark.slow])]
 NATIVE = ["Lion", "LAMB", "Muon"]
@@ -22,6 +22,7 @@ AMP = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def optim_wrapper(name, **wrapper):
     settings, _ = sweep_settings(name)
+    settings = dict(settings, **quantise_all(name))
     if name == "Muon":  # the package constructor routes the hidden matrices to Muon
         wrapper["constructor"] = CTOR
     return dict(optimizer=dict(type=name, **settings), **wrapper)
@@ -49,6 +50,8 @@ def test_runner_trains_on_cuda(tmp_path, name):
     assert losses[-1] <= max_ratio * losses[0], losses
     assert set(activations) == {torch.float32}
     assert_on_device(runner.optim_wrapper.optimizer)
+    if quantise_all(name):
+        assert_8bit_state(runner.optim_wrapper.optimizer)
 
 
 @pytest.mark.parametrize("dtype", AMP)

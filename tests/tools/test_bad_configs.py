@@ -10,6 +10,7 @@ import os
 import uuid
 
 import pytest
+import torch
 
 import visdet_mmext.demo  # noqa: F401
 from demo_utils import CONFIGS, cli_options
@@ -18,6 +19,8 @@ from visdet_mmext.tools import train as train_tool
 pytestmark = pytest.mark.usefixtures("one_thread")
 ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
 MUON = os.path.join(CONFIGS, "optimizers", "muon.py")
+ZERO = os.path.join(CONFIGS, "deepspeed", "zero2_offload_adamw.py")
+BASES = {"adamw": ADAMW, "muon": MUON, "zero": ZERO}
 
 def O(settings: str) -> str:
     """Change optimizer settings (merged into the base config's optimizer)."""
@@ -176,34 +179,96 @@ RUNNER = [
      "_delete_=True"),
     ("adamw", "lr = base_lr * 2", "NameError: name 'base_lr' is not defined"),
 ]
-CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER + HOOKS + RUNNER
+#: Round 2: numbers past a float, loops, types the Runner builds late, zero step sizes.
+HOSTILE = [
+    ("adamw", O("lr=10**400"), "lr=<an integer of about 401 digits> is too large"),
+    ("adamw", O("weight_decay=-10**400"), "is too large"),
+    ("adamw", O("betas=(0.9, 10**5000)"), "entry <an integer of about 5001 digits> is too large"),
+    ("adamw", W("clip_grad=dict(max_norm=10**400)"), "max_norm=<an integer of about 401 digits>"),
+    ("adamw", P("custom_keys={'head': dict(lr_mult=10**400)}"), "is too large"),
+    ("adamw", W("optimizer=dict(lr=1e308), paramwise_cfg=dict(custom_keys={'head': "
+                "dict(lr_mult=10.0)})"), "gets lr=inf"),
+    ("adamw", O("type='" + "Adam" * 25000 + "'"), "characters]..."),
+    ("adamw", "optim_wrapper = dict(optimizer=dict(_delete_=True, type='Prodigy', d_coef=0))",
+     "d_coef=0 is out of range: expected > 0.0"),
+    ("adamw", "optim_wrapper = dict(optimizer=dict(_delete_=True, type='Prodigy', d0=0.0))",
+     "d0=0.0 is out of range: expected > 0.0"),
+    ("adamw", "optim_wrapper = dict(optimizer=dict(_delete_=True, type='DAdaptAdam', d0=-1e-6))",
+     "expected > 0.0"),
+    ("muon", P("custom_keys={'bias': dict(use_muon=True)}"), "every parameter it reaches"),
+    ("muon", P("custom_keys={'.bn.': dict(use_muon=True, lr_mult=0.5)}"), "use_muon=True"),
+    ("adamw", "train_cfg = dict(_delete_=True, by_epoch=True, max_epochs=2, max_iters=5)",
+     "EpochBasedTrainLoop counts epochs: use max_epochs"),
+    ("adamw", "train_cfg = dict(max_epochs=3)", "IterBasedTrainLoop counts iterations: use max_iters"),
+    ("adamw", "train_cfg = dict(val_intervl=5)", "Did you mean val_interval"),
+    ("adamw", "train_cfg = dict(by_epoch=False)", "mmengine takes one of them"),
+    ("adamw", "train_cfg = dict(_delete_=True, max_iters=3)", "or by_epoch=False/True"),
+    ("adamw", "val_cfg = dict(fp16=True, foo=1)", "ValLoop has no setting 'foo'"),
+    ("adamw", "randomness = dict(seed=2**40)", "from 0 to 4294967295"),
+    ("adamw", "randomness = dict(seed=-1)", "from 0 to 4294967295"),
+    ("adamw", "val_evaluator = dict(type='DemoAcuracy')", "Did you mean DemoAccuracy"),
+    ("adamw", "visualizer = dict(type='Visualiser')", "Did you mean Visualizer"),
+    ("adamw", "visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackand')])",
+     "Did you mean LocalVisBackend"),
+    ("adamw", "log_processor = dict(type='LogProcesor')", "Did you mean LogProcessor"),
+    ("adamw", "train_dataloader = dict(sampler=dict(type='DefaultSamplr'))",
+     "Did you mean DefaultSampler"),
+    ("adamw", "train_dataloader = dict(collate_fn=dict(type='default_colate'))",
+     "Did you mean default_collate"),
+    ("adamw", "load_from = '/'", "is a directory"),
+]
+ZERO_CASES = [pytest.param(*case, marks=pytest.mark.deepspeed) for case in [
+    ("zero", "strategy = dict(zero_optimization=dict(stage='two'))",
+     "stage='two': ZeRO stages are the integers 0, 1, 2 and 3"),
+    ("zero", "strategy = dict(zero_optimization=dict(stage=4))", "stage=4"),
+    ("zero", "strategy = dict(zero_optimization=dict(stage=True))", "stage=True"),
+    ("zero", "strategy = dict(zero_optimization=dict(offload_optimizer=dict(device='nvme')))",
+     "offload_optimizer.device='nvme' needs nvme_path"),
+    ("zero", "strategy = dict(zero_optimization=dict(stage=3, offload_param=dict(device='nvme')))",
+     "offload_param.device='nvme' needs nvme_path"),
+    ("zero", "strategy = dict(zero_optimization=dict(offload_optimizer='cpu'))", "must be a dict"),
+]]
+CASES = OPTIMIZER + VALUES + MUON_CASES + PARAMWISE + WRAPPER + HOOKS + RUNNER + HOSTILE
+#: mistakes only where no CUDA device is: with one, these configs are good and train
+CPU_ONLY = ("needs CUDA", "needs a GPU")
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: the config trains")
 
 
 def _config(tmp_path, base: str, lines: str) -> str:
     path = tmp_path / f"bad_{uuid.uuid4().hex[:8]}.py"
-    path.write_text(f"_base_ = [{ {'adamw': ADAMW, 'muon': MUON}[base]!r}]\n{lines}\n")
+    path.write_text(f"_base_ = [{BASES[base]!r}]\n{lines}\n")
     return str(path)
 
 
-def _run(config, work_dir, capsys, *extra):
+#: The DeepSpeed demo counts epochs: made tiny without iteration settings.
+ZERO_OPTIONS = ["train_cfg.max_epochs=1", "train_dataloader.batch_size=8",
+                "train_dataloader.dataset.num_train=16", "val_dataloader.dataset.num_val=8"]
+
+
+def _run(config, work_dir, capsys, *extra, options=None):
     code = train_tool.main([config, "--work-dir", str(work_dir), *extra, "--cfg-options",
-                            *cli_options(iters=2)])
+                            *(options or cli_options(iters=2))])
     out, err = capsys.readouterr()
     logs = "".join(p.read_text() for p in work_dir.rglob("*.log")) if work_dir.exists() else ""
     return code, out + err + logs
 
 
 def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 80
+    assert len(CASES + ZERO_CASES) >= 138
 
 
-@pytest.mark.parametrize("base, lines, expected", CASES, ids=[c[1][14:74] for c in CASES])
+@pytest.mark.parametrize("base, lines, expected",
+                         [pytest.param(*c, marks=cpu_only) if c[2] in CPU_ONLY else c
+                          for c in CASES] + ZERO_CASES,
+                         ids=[c[1][14:74] for c in CASES] + [c.values[1][11:71] for c in ZERO_CASES])
 def test_bad_config_stops_before_training(tmp_path, capsys, base, lines, expected):
-    code, output = _run(_config(tmp_path, base, lines), tmp_path / "work", capsys)
+    code, output = _run(_config(tmp_path, base, lines), tmp_path / "work", capsys,
+                        options=ZERO_OPTIONS if base == "zero" else None)
     assert code == 2, output[-3000:]
     assert "Traceback" not in output
     assert "Iter(train)" not in output
     assert expected in output, output[-3000:]
+    assert len(output) < 20000  # user input echoed shortened
 
 
 @pytest.mark.parametrize("option", ["custom_hooks=[dict(type='ScheduleFreeHook',bn_batches=9)]",
@@ -225,6 +290,9 @@ def test_unreadable_cfg_options_are_a_usage_error(tmp_path, capsys, option):
     ("train_dataloader.batch_size=0", "train_dataloader.batch_size=0 must be a positive integer"),
     ("auto_scale_lr.base_batch_size=0", "auto_scale_lr.base_batch_size=0 must be a positive"),
     ("randomness.seed=abc", "randomness.seed='abc' must be an integer"),
+    ("train_cfg.max_iters=1000000000000000000000000000000", "more than any run can reach"),
+    ("train_dataloader.batch_size=1099511627776", "more than any run can reach"),
+    ("val_dataloader.batch_size=-3", "must be a positive integer"),
 ])
 def test_run_settings_that_would_train_nothing_or_fail_later(tmp_path, capsys, option, expected):
     code = train_tool.main([ADAMW, "--cfg-options", *cli_options(iters=2),
@@ -249,7 +317,7 @@ RESUME_MISMATCHES = [
      "written by visdet_mmext.algorithms.muon"),
     ("muon", P("muon=dict(exclude=['layers.*'])"), "(Muon) -> now"),
     ("muon", MUON_DEFAULT.format(""), "Parameters that moved"),
-    ("muon", "model = dict(widths=(32, 64, 96))", "other parameter shapes"),
+    ("muon", "model = dict(widths=(32, 64, 96))", "was not saved from this model"),
 ]
 
 
@@ -262,3 +330,64 @@ def test_resume_mismatch_stops_with_what_moved(tmp_path, capsys, muon_checkpoint
     assert code == 2, output[-3000:]
     assert "CheckpointMismatchError" in output and expected in output, output[-3000:]
     assert "Traceback" not in output and "Iter(train)" not in output
+
+
+@pytest.mark.parametrize("files", [
+    {"a.py": "_base_ = ['b.py']", "b.py": "_base_ = ['a.py']"},
+    {"a.py": "_base_ = ['a.py']"},
+    {"a.py": f"_base_ = [{ADAMW!r}, 'c/b.py']", "c/b.py": "_base_ = ['../a.py']"},
+], ids=["two files", "itself", "through a folder"])
+def test_base_cycles_are_named(tmp_path, capsys, files):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    code, output = _run(str(tmp_path / "a.py"), tmp_path / "work", capsys)
+    assert code == 2 and "Traceback" not in output
+    assert "its _base_ files include each other in a cycle: a.py -> " in output, output[-2000:]
+    assert "Remove one of these _base_ entries" in output
+
+
+@pytest.mark.parametrize("launcher, missing", [
+    ("slurm", "SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST"),
+    ("mpi", "OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE"),
+    ("pytorch", "RANK, WORLD_SIZE"),
+])
+def test_launcher_without_its_scheduler_names_the_command(tmp_path, capsys, monkeypatch, launcher,
+                                                         missing):
+    for key in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NODELIST",
+                "MASTER_ADDR", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    code, output = _run(ADAMW, tmp_path / "work", capsys, "--launcher", launcher)
+    assert code == 2 and "Traceback" not in output
+    assert f"--launcher {launcher} needs {missing}, which its scheduler sets" in output
+    assert "leave --launcher out to train in one process" in output
+    assert not (tmp_path / "work").exists()
+
+
+def _said_before_training(log: str, words: str) -> set[str]:
+    """The distinct messages containing ``words``, each logged before the first iteration."""
+    lines = log.splitlines()
+    first_iteration = next(i for i, line in enumerate(lines) if "Iter(train)" in line)
+    found = [i for i, line in enumerate(lines) if words in line]
+    assert found and all(i < first_iteration for i in found), log[-3000:]
+    return {lines[i].split(" - ")[-1] for i in found}
+
+
+@pytest.mark.parametrize("base, lines, words", [
+    ("adamw", P("custom_keys={'': dict(lr_mult=0.0)}"), "has lr=0"),
+    ("adamw", "custom_hooks = [dict(type='ScheduleFreeHook')]", "ScheduleFreeHook does nothing"),
+    ("adamw", R("type='OnebitAdam', lr=1e-3"), "OnebitAdam in a single process"),
+], ids=["all lr zero", "schedule-free hook, other optimizer", "1-bit alone"])
+def test_a_config_that_trains_nothing_is_said_once_before_training(tmp_path, capsys, base, lines,
+                                                                   words):
+    code, output = _run(_config(tmp_path, base, lines), tmp_path / "work", capsys,
+                        options=[*cli_options(iters=2), "log_level=INFO"])
+    assert code == 0, output[-3000:]
+    log = next((tmp_path / "work").rglob("*.log")).read_text()
+    assert len(_said_before_training(log, words)) == 1, log[-3000:]  # one message, said early
+
+
+def test_settings_whose_default_is_infinite_may_be_infinite(tmp_path, capsys):
+    lines = R("type='Prodigy', lr=1.0, growth_rate=float('inf'), d_coef=0.5")
+    code, output = _run(_config(tmp_path, "adamw", lines), tmp_path / "work", capsys)
+    assert code == 0, output[-3000:]

@@ -12,6 +12,7 @@ import torch
 
 from demo_utils import (CONFIGS, ROOT, TRAIN, assert_same_tensors, cli_options, state_of,
                         subprocess_env, torchrun)
+from visdet_mmext.checkpoint.resume import find_resume_checkpoint
 from visdet_mmext.tools import train as train_tool
 
 ADAMW = os.path.join(CONFIGS, "optimizers", "adamw.py")
@@ -21,6 +22,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _options(**kwargs):
     return ["--cfg-options", *cli_options(**kwargs), f"experiment_name=t{uuid.uuid4().hex[:8]}"]
+
+
+def _save_resumable(path, iteration: int = 4):
+    """A checkpoint with what resume reads (weights, meta, message hub), written by torch.save."""
+    torch.save({"meta": {"iter": iteration, "epoch": 0}, "state_dict": {"w": torch.zeros(2)},
+                "message_hub": {}}, path)
 
 
 def test_flags_are_merged_into_the_config(tmp_path):
@@ -38,7 +45,7 @@ def test_flags_are_merged_into_the_config(tmp_path):
     assert cfg.work_dir == str(tmp_path) and cfg.resume and cfg.load_from is None
     assert cfg.launcher == "pytorch" and cfg.optim_wrapper.optimizer.lr == 0.5
     assert cfg.train_cfg.max_iters == 7
-    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_4.pth")
+    _save_resumable(tmp_path / "iter_4.pth")
     cfg = merged("--resume", str(tmp_path / "iter_4.pth"), "--amp")
     assert cfg.resume and cfg.load_from == str(tmp_path / "iter_4.pth")
     assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.loss_scale == "dynamic"
@@ -46,10 +53,10 @@ def test_flags_are_merged_into_the_config(tmp_path):
 
 def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     def find(work_dir):
-        return train_tool.find_resume_checkpoint(work_dir)[0]
+        return find_resume_checkpoint(work_dir).chosen
     assert find(str(tmp_path)) is None
-    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_4.pth")
-    torch.save({"a": torch.zeros(2)}, tmp_path / "iter_8.pth")
+    _save_resumable(tmp_path / "iter_4.pth", 4)
+    _save_resumable(tmp_path / "iter_8.pth", 8)
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
     assert find(str(tmp_path)) == str(tmp_path / "iter_8.pth")  # saved, not yet recorded
     data = (tmp_path / "iter_8.pth").read_bytes()

@@ -33,7 +33,8 @@ PATCH_MODULES = (
     "mmengine_constructor", "mmengine_checkpoint", "mmengine_deepspeed", "mmengine_flexible_runner",
     "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_build_announce", "deepspeed_muon",
     "mmengine_file_client", "mmengine_adafactor_notice", "mmengine_runner_hooks",
-    "mmengine_runner_onebit", "mmengine_fully_shard",
+    "mmengine_runner_onebit", "mmengine_fully_shard", "mmengine_runner_resume",
+    "mmengine_save_failure",
 )
 
 

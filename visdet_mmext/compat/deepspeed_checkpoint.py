@@ -31,7 +31,8 @@ def verify_directory(directory: str) -> None:
     if reason:
         raise CorruptCheckpointError(
             f"DeepSpeed checkpoint {directory!r} is damaged: {reason}. It was not loaded. Use "
-            "another checkpoint (with --resume and no path, tools/train.py takes the newest intact one).")
+            "another checkpoint (with --resume and no path, visdet-mmext train takes the newest "
+            "usable one in the work dir).")
 
 
 @patch(package="deepspeed", versions=">=0.16", module="deepspeed.runtime.engine",

@@ -12,6 +12,7 @@ import os.path as osp
 
 from visdet_mmext_cli import packaged_configs  # the command lists them without this package
 
+from ..echo import echo
 from ..errors import ConfigNotFoundError
 
 __all__ = ["find_config", "packaged_configs"]
@@ -31,10 +32,10 @@ def find_config(name_or_path: str) -> str:
     if len(by_stem) == 1:
         return configs[by_stem[0]]
     if len(by_stem) > 1:
-        raise ConfigNotFoundError(f"{name_or_path!r} names several packaged configs: "
+        raise ConfigNotFoundError(f"{echo(name_or_path, 300)} names several packaged configs: "
                                   f"{', '.join(by_stem)}; give one of these.")
     stems = {name.rsplit("/", 1)[-1] for name in configs}
     close = difflib.get_close_matches(key, sorted(set(configs) | stems), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ConfigNotFoundError(f"No config file {name_or_path!r}, and no packaged config of that "
+    raise ConfigNotFoundError(f"No config file {echo(name_or_path, 300)}, and no packaged config of that "
                               f"name.{hint} `visdet-mmext configs` lists the packaged ones.")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import copy
 
+from ..echo import echo
 from ..errors import DeepSpeedConfigError
 
 #: DeepSpeed's top-level switches for client optimizers (not in its documented config pages).
 FORCE_DS_CPU_OPTIMIZER = "zero_force_ds_cpu_optimizer"
 ALLOW_UNTESTED_OPTIMIZER = "zero_allow_untested_optimizer"
 OFFLOAD_DEVICES = ("cpu", "nvme")
+STAGES = (0, 1, 2, 3)
 
 
 def zero_config(config: dict) -> dict:
@@ -20,7 +22,37 @@ def zero_config(config: dict) -> dict:
 
 
 def zero_stage(config: dict) -> int:
-    return int(zero_config(config).get("stage", 0) or 0)
+    return zero_config(config).get("stage", 0) or 0  # an int of STAGES once ``check`` passed
+
+
+def check(config: dict) -> None:
+    """Refuse, before DeepSpeed is imported, the ZeRO settings its engine fails on late (an
+    unknown stage fails after its ops are built; NVMe offload without a folder at the first
+    step) or with a bare ``ValueError``."""
+    zero = config.get("zero_optimization")
+    if zero is None:
+        return
+    if not isinstance(zero, dict):
+        raise DeepSpeedConfigError(f"zero_optimization={echo(zero)} must be a dict, e.g. "
+                                   "dict(stage=2, offload_optimizer=dict(device='cpu')).")
+    stage = zero.get("stage")
+    if stage is not None and (isinstance(stage, bool) or stage not in STAGES):
+        raise DeepSpeedConfigError(f"zero_optimization.stage={echo(stage)}: ZeRO stages are the "
+                                   "integers 0, 1, 2 and 3.")
+    for key in ("offload_optimizer", "offload_param"):
+        block = zero.get(key)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            raise DeepSpeedConfigError(f"zero_optimization.{key}={echo(block)} must be a dict, "
+                                       "e.g. dict(device='cpu').")
+        if _device(block) == "nvme" and not (isinstance(block.get("nvme_path"), str)
+                                             and block["nvme_path"]):
+            raise DeepSpeedConfigError(
+                f"zero_optimization.{key}.device='nvme' needs nvme_path: the folder on a fast "
+                f"disk where DeepSpeed swaps the {'optimizer state' if 'optimizer' in key else 'parameters'}"
+                f", e.g. {key}=dict(device='nvme', nvme_path='/local_nvme'). Or offload to "
+                "device='cpu'.")
 
 
 def _device(block) -> str:
@@ -49,10 +81,11 @@ def normalize(config: dict) -> tuple[dict, list[str]]:
     """
     config = copy.deepcopy(dict(config))
     notes: list[str] = []
+    check(config)
     if "zero_optimization" not in config or config["zero_optimization"] is None:
         return config, notes
     zero = dict(config["zero_optimization"])
-    stage = int(zero.get("stage", 0) or 0)
+    stage = zero.get("stage") or 0
     pin = zero.pop("cpu_offload_use_pin_memory", None)
 
     legacy = (("cpu_offload", "offload_optimizer"), ("cpu_offload_param", "offload_param"))

@@ -70,6 +70,13 @@ class ScheduleFreeHook(Hook):
 
     def before_train(self, runner) -> None:
         optimizers = schedule_free_optimizers(runner.optim_wrapper)
+        if not optimizers:
+            optimizer = getattr(runner.optim_wrapper, "optimizer", None)
+            built = type(optimizer).__name__ if optimizer is not None else "of each optim wrapper"
+            print_log(f"ScheduleFreeHook does nothing here: the optimizer ({built}) is not "
+                      "schedule-free. Remove the hook, or train with a schedule-free optimizer "
+                      "(AdamWScheduleFree, SGDScheduleFree, RAdamScheduleFree).",
+                      logger="current", level=logging.WARNING)
         others = [s for s in _schedulers(runner.param_schedulers) if not _is_warmup(s)]
         if optimizers and others:
             names = ", ".join(type(s).__name__ for s in others)

@@ -23,6 +23,7 @@ from ..catalog.adapters import BuildPlan
 from ..errors import OptimizerConfigError
 from .grouping_check import guard_grouping
 from .onebit_setup import connect_onebit
+from .trainability import check_learning_rates, check_muon_flags
 from .validation import (check_device, check_optimizer_cfg, check_paramwise_cfg, check_sharded,
                          warn_unmatched_keys)
 
@@ -100,7 +101,10 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             print_log(note, logger="current", level=logging.INFO)
         for warning in plan.warnings:
             print_log(warning, logger="current", level=logging.WARNING)
+        if spec is not None and spec.routes_muon:
+            check_muon_flags(model, (self.paramwise_cfg or {}).get("custom_keys"))
         optimizer = self.build_optimizer(plan)
+        check_learning_rates(optimizer)
         guard_grouping(optimizer)
         connect_onebit(wrapped, optimizer, plan.wrapper_cfg)
         return OPTIM_WRAPPERS.build(plan.wrapper_cfg, default_args=dict(optimizer=optimizer))

@@ -10,7 +10,10 @@ checkpoint resumes every rank exactly.
 """
 from __future__ import annotations
 
+import logging
+
 import torch.distributed as dist
+from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
@@ -45,6 +48,11 @@ def connect_onebit(model, optimizer, wrapper_cfg: dict) -> None:
             f"whole parameters, and FSDP shards them and reduce-scatters the gradients itself. "
             f"Fix: {DEFAULT_RUN}, or use Adam/LAMB with FSDP.")
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world == 1:
+        print_log(f"{name} in a single process: its 1-bit compression acts only between "
+                  "processes, so this run pays for it and gains nothing. Train on several "
+                  "processes (--launcher pytorch), or use Adam/LAMB here.", logger="current",
+                  level=logging.WARNING)
     if not isinstance(model, DistributedDataParallel):
         if world > 1:
             raise OptimizerConfigError(

@@ -16,12 +16,14 @@ import logging
 import math
 import numbers
 import re
+import sys
 from collections.abc import Iterable, Mapping
 
 from mmengine.logging import print_log
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 from ..catalog import CATALOG
+from ..echo import echo
 from ..errors import NeedsCudaError, OptimizerConfigError
 from ..registry.availability import NEEDS_CUDA
 from ..registry.lazy import resolve_registered
@@ -71,19 +73,26 @@ def _is_number(value) -> bool:
 
 
 def _number(where: str, value, low: float | None = None, high: float | None = None,
-            high_open: bool = False, integer: bool = False, shown=None) -> None:
+            high_open: bool = False, integer: bool = False, shown=None, low_open: bool = False,
+            infinite: bool = False) -> None:
     """Refuse a value that is not a finite number (bool is not one) in [low, high]; messages
-    show ``shown`` (the whole setting, for an entry of a tuple)."""
+    show ``shown`` (the whole setting, for an entry of a tuple). ``infinite``: +-inf is allowed
+    (a setting whose default is inf)."""
     kind = "an integer" if integer else "a number"
-    subject = f"{where}={value!r}" if shown is None else f"{where}={shown!r}: entry {value!r}"
+    subject = f"{where}={echo(value)}" if shown is None else f"{where}={echo(shown)}: entry {echo(value)}"
     if not _is_number(value) or (integer and not isinstance(value, numbers.Integral)):
         raise OptimizerConfigError(f"{subject} must be {kind}"
                                    f"{' (True/False are not numbers)' if isinstance(value, bool) else ''}.")
-    if not math.isfinite(value):
+    if isinstance(value, numbers.Integral) and abs(value) > sys.float_info.max:
+        # an int compares with a float exactly, where float(value) would overflow
+        raise OptimizerConfigError(f"{subject} is too large: settings are floats, at most "
+                                   f"{sys.float_info.max:.3g}.")
+    if math.isnan(value) or (math.isinf(value) and not infinite):
         raise OptimizerConfigError(f"{subject} must be finite.")
     too_high = high is not None and (value >= high if high_open else value > high)
-    if (low is not None and value < low) or too_high:
-        bound = f">= {low}" if low is not None else ""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or too_high:
+        bound = f"{'>' if low_open else '>='} {low}" if low is not None else ""
         if high is not None:
             bound += f"{' and ' if bound else ''}{'<' if high_open else '<='} {high}"
         raise OptimizerConfigError(f"{subject} is out of range: expected {bound}.")
@@ -102,6 +111,8 @@ def _key_rule(key: str):
         return dict(low=1, integer=True)
     if key == "min_8bit_size":
         return dict(low=0, integer=True)
+    if key in ("d0", "d_coef"):  # D-Adaptation / Prodigy: the step is d * lr, and d starts at d0
+        return dict(low=0.0, low_open=True)  # and grows by d_coef: 0 freezes every step size
     return {}
 
 
@@ -128,7 +139,7 @@ def check_value(where: str, key: str, value, parameter: inspect.Parameter | None
         example = tuple(default) if numeric_default else (0.9, 0.999)
         betas = key.endswith("betas")
         if not isinstance(value, (tuple, list)) or len(value) != expected:
-            raise OptimizerConfigError(f"{label}={value!r} must be a tuple of {expected} numbers"
+            raise OptimizerConfigError(f"{label}={echo(value)} must be a tuple of {expected} numbers"
                                        f"{' in [0, 1)' if betas else ''}, e.g. {example}.")
         for item in value:
             _number(label, item, 0.0 if betas else None, 1.0 if betas else None, high_open=True,
@@ -140,14 +151,15 @@ def check_value(where: str, key: str, value, parameter: inspect.Parameter | None
         raise OptimizerConfigError(f"{label}=None is not allowed; the default is {default!r}.")
     if isinstance(default, bool) or types == {"bool"}:
         if not isinstance(value, bool):
-            raise OptimizerConfigError(f"{label}={value!r} must be True or False.")
+            raise OptimizerConfigError(f"{label}={echo(value)} must be True or False.")
         return
     rule = dict(_key_rule(key))
     if rule or _is_number(default) or (types and types <= {"float", "int", "Tensor"}):
         if isinstance(value, str) and "str" in types:
             return
         integer = rule.pop("integer", False) or types == {"int"}
-        _number(label, value, integer=integer, **rule)
+        infinite = _is_number(default) and math.isinf(default)
+        _number(label, value, integer=integer, infinite=infinite, **rule)
 
 
 # -- optimizer --------------------------------------------------------------------------------
@@ -158,7 +170,7 @@ def resolve_optimizer_type(optimizer_type):
         if callable(optimizer_type):
             return optimizer_type
         raise OptimizerConfigError(f"optimizer type must be a registered name or a class, "
-                                   f"got {optimizer_type!r}")
+                                   f"got {echo(optimizer_type)}")
     with OPTIMIZERS.switch_scope_and_registry(None) as registry:
         found = registry.get(optimizer_type)
     if found is not None:
@@ -171,10 +183,10 @@ def resolve_optimizer_type(optimizer_type):
     if optimizer_type in CATALOG and info is not None:
         spec = CATALOG[optimizer_type]
         raise OptimizerConfigError(
-            f"Optimizer {optimizer_type!r} is not available here: {info.status}"
+            f"Optimizer {echo(optimizer_type)} is not available here: {info.status}"
             f"{' (' + info.reason + ')' if info.reason else ''}. Install it with: "
             f"{spec.install_hint}.{_suggestion(optimizer_type)}{LISTING}")
-    raise OptimizerConfigError(f"Unknown optimizer {optimizer_type!r}.{_suggestion(optimizer_type)}"
+    raise OptimizerConfigError(f"Unknown optimizer {echo(optimizer_type)}.{_suggestion(optimizer_type)}"
                                f"{LISTING}")
 
 
@@ -200,7 +212,7 @@ def check_optimizer_cfg(optimizer_cfg) -> object:
     """Resolve ``optimizer_cfg['type']`` and check every setting; return the class."""
     if not isinstance(optimizer_cfg, Mapping) or "type" not in optimizer_cfg:
         raise OptimizerConfigError("optim_wrapper.optimizer must be a dict with a 'type' key, "
-                                   f"got {optimizer_cfg!r}")
+                                   f"got {echo(optimizer_cfg)}")
     optimizer_type = optimizer_cfg["type"]
     optimizer_cls = resolve_optimizer_type(optimizer_type)
     name = optimizer_type if isinstance(optimizer_type, str) else optimizer_cls.__name__
@@ -209,7 +221,7 @@ def check_optimizer_cfg(optimizer_cfg) -> object:
         if key == "type":
             continue
         if parameters is not None and key not in parameters:
-            raise OptimizerConfigError(f"{name} has no setting {key!r}.{did_you_mean(key, parameters)} "
+            raise OptimizerConfigError(f"{name} has no setting {echo(key)}.{did_you_mean(key, parameters)} "
                                        f"It accepts: {', '.join(sorted(parameters))}.")
         check_value(name, key, value, (parameters or {}).get(key))
     return optimizer_cls
@@ -260,7 +272,7 @@ def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,
     if not paramwise_cfg:
         return
     if not isinstance(paramwise_cfg, Mapping):
-        raise OptimizerConfigError(f"paramwise_cfg must be a dict, got {paramwise_cfg!r}.")
+        raise OptimizerConfigError(f"paramwise_cfg must be a dict, got {echo(paramwise_cfg)}.")
     known = MMENGINE_PARAMWISE_KEYS + (PACKAGE_PARAMWISE_KEYS if package_keys else ())
     for key, value in paramwise_cfg.items():
         if key in PACKAGE_PARAMWISE_KEYS and not package_keys:
@@ -269,12 +281,12 @@ def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,
                 f"constructor='VisdetOptimWrapperConstructor' to optim_wrapper (without it the "
                 "setting would be ignored).")
         if key not in known:
-            raise OptimizerConfigError(f"paramwise_cfg has no key {key!r}.{did_you_mean(key, known)} "
+            raise OptimizerConfigError(f"paramwise_cfg has no key {echo(key)}.{did_you_mean(key, known)} "
                                        f"Known keys: {', '.join(known)}.")
         if key.endswith("_mult"):
             _number(f"paramwise_cfg.{key}", value, low=0.0)
         elif key == "bypass_duplicate" and not isinstance(value, bool):
-            raise OptimizerConfigError(f"paramwise_cfg.bypass_duplicate={value!r} must be True or False.")
+            raise OptimizerConfigError(f"paramwise_cfg.bypass_duplicate={echo(value)} must be True or False.")
         elif key == "custom_keys":
             _check_custom_keys(value, optimizer_cls, name)
 
@@ -282,24 +294,24 @@ def check_paramwise_cfg(paramwise_cfg, optimizer_cls, name: str, *,
 def _check_custom_keys(custom_keys, optimizer_cls, name: str) -> None:
     if not isinstance(custom_keys, Mapping):
         raise OptimizerConfigError(f"paramwise_cfg.custom_keys must be a dict of "
-                                   f"{{name substring: dict(lr_mult=..., ...)}}, got {custom_keys!r}.")
+                                   f"{{name substring: dict(lr_mult=..., ...)}}, got {echo(custom_keys)}.")
     parameters = signature_parameters(optimizer_cls)
     accepted = set(CUSTOM_KEY_FLAGS) | set(parameters or ())
     for pattern, entry in custom_keys.items():
-        where = f"paramwise_cfg.custom_keys[{pattern!r}]"
+        where = f"paramwise_cfg.custom_keys[{echo(pattern)}]"
         if not isinstance(pattern, str):
             raise OptimizerConfigError(f"{where}: keys are parameter-name substrings (str).")
         if not isinstance(entry, Mapping):
-            raise OptimizerConfigError(f"{where}={entry!r} must be a dict such as "
+            raise OptimizerConfigError(f"{where}={echo(entry)} must be a dict such as "
                                        "dict(lr_mult=0.1, decay_mult=0.0).")
         for key, value in entry.items():
             if parameters is not None and key not in accepted:
                 raise OptimizerConfigError(
-                    f"{where} has no key {key!r}.{did_you_mean(key, accepted)} An entry takes "
+                    f"{where} has no key {echo(key)}.{did_you_mean(key, accepted)} An entry takes "
                     f"lr_mult, decay_mult, use_muon or a setting of {name}.")
             if key == "use_muon":
                 if not isinstance(value, bool):
-                    raise OptimizerConfigError(f"{where}: use_muon={value!r} must be True or False.")
+                    raise OptimizerConfigError(f"{where}: use_muon={echo(value)} must be True or False.")
             elif key in ("lr_mult", "decay_mult"):
                 _number(f"{where}: {key}", value, low=0.0)
             else:
@@ -312,7 +324,7 @@ def warn_unmatched_keys(paramwise_cfg, names: list[str]) -> list[str]:
     for pattern in (paramwise_cfg or {}).get("custom_keys", {}):
         if not any(pattern in name for name in names):
             close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.3)
-            warnings.append(f"paramwise_cfg.custom_keys[{pattern!r}] matches no parameter name"
+            warnings.append(f"paramwise_cfg.custom_keys[{echo(pattern)}] matches no parameter name"
                             f"{'; closest names: ' + ', '.join(close) if close else ''}. "
                             "A key applies to every parameter whose full name contains it.")
     for warning in warnings:
@@ -338,7 +350,7 @@ def _registered(registry, kind: str, name, scope: str | None):
     found = _lookup(registry, name, scope)
     if found is None:
         raise OptimizerConfigError(
-            f"optim_wrapper {kind}={name!r} is not registered.{did_you_mean(name, registry.module_dict)}"
+            f"optim_wrapper {kind}={echo(name)} is not registered.{did_you_mean(name, registry.module_dict)}"
             f" Registered: {', '.join(sorted(registry.module_dict))}.")
     return found
 
@@ -368,7 +380,7 @@ def check_wrapper_settings(wrapper_cfg: Mapping, scope: str | None = None) -> No
         if key in BUILD_KEYS or accepted is None or key in accepted:
             continue
         raise OptimizerConfigError(
-            f"optim_wrapper has no setting {key!r} ({getattr(wrapper_cls, '__name__', wrapper_cls)})."
+            f"optim_wrapper has no setting {echo(key)} ({getattr(wrapper_cls, '__name__', wrapper_cls)})."
             f"{did_you_mean(key, set(accepted) | set(BUILD_KEYS))} It accepts: "
             f"{', '.join(sorted(set(accepted) | set(BUILD_KEYS)))}.")
     if "accumulative_counts" in wrapper_cfg:
@@ -392,19 +404,19 @@ def _check_amp(wrapper_cls) -> None:
 
 def _check_clip_grad(clip) -> None:
     if not isinstance(clip, Mapping):
-        raise OptimizerConfigError(f"optim_wrapper.clip_grad={clip!r} must be a dict such as "
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad={echo(clip)} must be a dict such as "
                                    "dict(max_norm=1.0) or dict(type='value', clip_value=0.5).")
     kind = clip.get("type", "norm")
     if kind not in CLIP_GRAD_KEYS:
-        raise OptimizerConfigError(f"optim_wrapper.clip_grad.type={kind!r}: use 'norm' or 'value'.")
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad.type={echo(kind)}: use 'norm' or 'value'.")
     for key in clip:
         if key not in CLIP_GRAD_KEYS[kind]:
             raise OptimizerConfigError(
-                f"optim_wrapper.clip_grad has no key {key!r} for type {kind!r}."
+                f"optim_wrapper.clip_grad has no key {echo(key)} for type {echo(kind)}."
                 f"{did_you_mean(key, CLIP_GRAD_KEYS[kind])} It takes: {', '.join(CLIP_GRAD_KEYS[kind])}.")
     needed = "max_norm" if kind == "norm" else "clip_value"
     if needed not in clip:
-        raise OptimizerConfigError(f"optim_wrapper.clip_grad needs {needed} for type {kind!r}.")
+        raise OptimizerConfigError(f"optim_wrapper.clip_grad needs {needed} for type {echo(kind)}.")
     _number(f"optim_wrapper.clip_grad.{needed}", clip[needed], low=0.0)
     if kind == "norm" and "norm_type" in clip and clip["norm_type"] not in ("inf", float("inf")):
         _number("optim_wrapper.clip_grad.norm_type", clip["norm_type"], low=0.0)
@@ -434,7 +446,7 @@ def _check_one(cfg: Mapping, scope: str | None) -> None:
 def check_optim_wrapper_cfg(optim_wrapper_cfg, scope: str | None = None) -> None:
     """Check a whole ``optim_wrapper`` config (one wrapper, or a dict of them)."""
     if not isinstance(optim_wrapper_cfg, Mapping):
-        raise OptimizerConfigError(f"optim_wrapper must be a dict, got {optim_wrapper_cfg!r}.")
+        raise OptimizerConfigError(f"optim_wrapper must be a dict, got {echo(optim_wrapper_cfg)}.")
     if "optimizer" in optim_wrapper_cfg or "type" in optim_wrapper_cfg or \
             "constructor" not in optim_wrapper_cfg and not any(
                 isinstance(v, Mapping) and "optimizer" in v for v in optim_wrapper_cfg.values()):

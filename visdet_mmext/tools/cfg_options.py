@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from mmengine.config import DictAction
 
+from ..echo import echo
+
 
 class CfgOptions(DictAction):
 
@@ -17,7 +19,7 @@ class CfgOptions(DictAction):
                 super().__call__(parser, namespace, [value], option_string)
             except (RecursionError, AssertionError, IndexError, ValueError) as error:
                 parser.error(
-                    f"{option_string} could not read {value!r} ({type(error).__name__}). It takes "
+                    f"{option_string} could not read {echo(value, 300)} ({type(error).__name__}). It takes "
                     "KEY=VALUE with a number, string, True/False/None, or a list/tuple of those "
                     "(key=\"[a,b]\"); set dicts (hooks, datasets) in a config file that starts "
                     "with _base_ = ['CONFIG'].")
