@@ -19,6 +19,8 @@ NOT_OURS = {
     "setup.py": "DeepSpeed's build script",
     "my_config.py": "the user's own config in a command example",
     "train_sophiag.py": "the Sophia authors' training script",
+    **dict.fromkeys(("getopt.py", "matplotlib.py", "yaml.py"),
+                    "a user's file named like an installed module (the shadowing example)"),
 }
 
 
