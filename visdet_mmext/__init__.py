@@ -7,6 +7,7 @@ constructors and wrappers (``optim``), and schedules its fixes of mmengine and D
 from . import compat, runtime  # noqa: F401  (runtime registers CpuThreadsHook)
 from .errors import OptimizerConfigError, VisdetError
 from .optim import OPTIMIZERS
+from .optim.build import build_optimizer
 from .registry import load_providers
 
 __version__ = "0.2.0"
@@ -14,5 +15,5 @@ __version__ = "0.2.0"
 REPORT = load_providers()
 compat.install()
 
-__all__ = ["OPTIMIZERS", "OptimizerConfigError", "REPORT", "VisdetError", "load_providers",
-           "__version__"]
+__all__ = ["OPTIMIZERS", "OptimizerConfigError", "REPORT", "VisdetError", "build_optimizer",
+           "load_providers", "__version__"]

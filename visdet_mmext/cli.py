@@ -2,7 +2,7 @@
 
     visdet-mmext train CONFIG [flags]     train (CONFIG: a file or a packaged config's name)
     visdet-mmext compare [ITEMS]          several optimizers on the demo, one picture
-    visdet-mmext groups CONFIG            the param groups and Muon routing, without training
+    visdet-mmext groups CONFIG [--trace]  the param groups and Muon routing, without training
     visdet-mmext configs                  the packaged configs
     visdet-mmext list [NAMES]             every catalog optimizer and its status here
     visdet-mmext check [NAMES] [--build]  build each available optimizer and take one step

@@ -1,5 +1,8 @@
 """Small models shaped like the ones Muon routing must handle (OpenMMLab-style names)."""
 import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
 from torch import nn
 
 
@@ -123,3 +126,40 @@ class MobileNetBlock(nn.Module):
     def forward(self, x):
         x = self.project(torch.relu(self.depthwise(torch.relu(self.expand(self.stem(x))))))
         return self.head(x.mean((2, 3)))
+
+
+@MODELS.register_module(force=True)
+class WideHeadConvNet(BaseModel):
+    """An mmengine model for the demo's images whose classifier is as wide as its hidden layer:
+    structure alone calls it hidden, the loss graph shows the loss reads it."""
+
+    def __init__(self, width=16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, stride=2)
+        self.hidden = nn.Conv2d(width, width, 3, stride=2)
+        self.fc = nn.Linear(width, width)
+        self.classifier = nn.Linear(width, width)
+
+    def forward(self, inputs, data_samples=None, mode="tensor"):
+        features = torch.relu(self.hidden(torch.relu(self.stem(inputs)))).mean((2, 3))
+        logits = self.classifier(torch.relu(self.fc(features)))
+        if mode == "loss":
+            return dict(loss=F.cross_entropy(logits, torch.as_tensor(data_samples).long()))
+        return logits
+
+
+class WideHeadClassifier(BaseModel):
+    """toy.ToyClassifier with a hidden layer and a head as wide as it: structure alone puts the
+    head on Muon, the loss graph moves it to AdamW at the first step."""
+
+    def __init__(self, features=16, hidden=32):
+        super().__init__()
+        self.layer = nn.Linear(features, hidden)
+        self.hidden = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, hidden)
+
+    def forward(self, inputs, targets=None, mode="tensor"):
+        logits = self.head(torch.relu(self.hidden(torch.relu(self.layer(inputs)))))
+        if mode == "loss":
+            return dict(loss=F.cross_entropy(logits, targets))
+        return logits

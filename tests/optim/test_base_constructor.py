@@ -73,7 +73,7 @@ def test_layer_decay_muon_trains_through_the_runner(tmp_path):
 def test_bad_bases_fail_with_the_fix():
     config = dict(optimizer=dict(MUON), constructor="VisdetOptimWrapperConstructor",
                   paramwise_cfg=PRETRAIN)
-    with pytest.raises(OptimizerConfigError, match="did you mean PretrainLayerDecay"):
+    with pytest.raises(OptimizerConfigError, match="Did you mean PretrainLayerDecay"):
         build_optim_wrapper(TinyViT(), dict(config, base="PretrainLayerDecy"))
     with pytest.raises(OptimizerConfigError, match="DefaultOptimWrapperConstructor"):
         build_optim_wrapper(TinyViT(), dict(config, base="VisdetOptimWrapperConstructor"))

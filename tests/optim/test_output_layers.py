@@ -1,4 +1,5 @@
-"""The structural output-layer rule's edge cases, and the warnings that catch the rest."""
+"""The structural output-layer rule's edge cases, and the doubts it reports where no loss graph
+will settle them."""
 import logging
 
 from mmengine.logging import MMLogger
@@ -30,7 +31,7 @@ class Block(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(16, 16)  # a generic name inside a backbone
-        self.gate = nn.Linear(16, 2)  # read by no layer: a likely predictor outside the head
+        self.gate = nn.Linear(16, 2)  # read by no layer: an output of the model
 
 
 class Detector(nn.Module):
@@ -42,34 +43,48 @@ class Detector(nn.Module):
         self.head = head
 
 
-def _warnings_naming(routing, text):
-    return [w for w in routing.warnings if text in w]
+def _doubts_naming(routing, text):
+    return [w for w in routing.doubts if text in w]
 
 
-def test_few_rows_inside_a_head_warn_with_the_pattern_that_moves_them():
+def test_few_rows_inside_a_head_are_doubted_with_the_pattern_that_moves_them():
     routing = route_parameters(Detector(KeypointHead()))
     offset = routing.by_name()["head.offset.weight"]
     assert offset.use_muon and "read by head.refine" in offset.reason
-    [warning] = _warnings_naming(routing, "head.offset.weight")
-    assert "only 4 rows inside KeypointHead 'head'" in warning
-    assert warning.endswith("exclude=['head.offset.weight']")
+    [doubt] = _doubts_naming(routing, "head.offset.weight")
+    assert "only 4 rows inside KeypointHead 'head'" in doubt
+    assert doubt.endswith("exclude=['head.offset.weight']")
+    assert not routing.warnings  # doubts are not the rules' problems
 
 
-def test_outputs_nothing_reads_warn_once_per_pattern_and_the_pattern_fixes_them():
+def test_outputs_nothing_reads_go_to_adamw_and_an_include_takes_them_back():
     routing = route_parameters(Detector(KeypointHead()))
-    [warning] = _warnings_naming(routing, "gate")
-    assert warning.startswith("blocks.*.gate.weight (3 tensors 2x16) is routed to Muon")
-    assert "no layer of the model reads its output (width 2)" in warning
-    moved = route_parameters(Detector(KeypointHead()), MuonRules(exclude=("blocks.*.gate.weight",)))
-    assert not _warnings_naming(moved, "gate")
-    assert [moved.by_name()[f"blocks.{i}.gate.weight"].side for i in range(3)] == ["AdamW"] * 3
-    assert moved.by_name()["blocks.0.fc.weight"].side == "Muon"  # the generic name is no head
+    gates = [routing.by_name()[f"blocks.{i}.gate.weight"] for i in range(3)]
+    assert [gate.side for gate in gates] == ["AdamW"] * 3
+    assert gates[0].reason == "output of the model: no layer reads its 2-wide output"
+    assert routing.by_name()["blocks.0.fc.weight"].side == "Muon"  # the generic name is no head
+    kept = route_parameters(Detector(KeypointHead()), MuonRules(include=("blocks.*.gate.weight",)))
+    assert [kept.by_name()[f"blocks.{i}.gate.weight"].side for i in range(3)] == ["Muon"] * 3
 
 
-def test_tensors_placed_by_user_rules_are_not_warned_about():
+def test_an_intermediate_result_is_no_output():
+    """Deformable attention's offsets: read by no layer, but a later layer of the same module
+    writes what the model uses."""
+    model = nn.Module()
+    model.stem = nn.Linear(8, 16)
+    model.attention = nn.Module()
+    model.attention.sampling_offsets = nn.Linear(16, 6)
+    model.attention.output_proj = nn.Linear(16, 16)
+    model.head = nn.Linear(16, 3)
+    route = route_parameters(model).by_name()["attention.sampling_offsets.weight"]
+    assert route.side == "Muon"
+    assert "intermediate result: attention.output_proj follows it" in route.reason
+
+
+def test_tensors_placed_by_user_rules_are_not_doubted():
     routing = route_parameters(Detector(KeypointHead()), MuonRules(include=("head.offset.*",)))
     assert routing.by_name()["head.offset.weight"].reason == "include 'head.offset.*'"
-    assert not _warnings_naming(routing, "head.offset")
+    assert not _doubts_naming(routing, "head.offset")
 
 
 def test_a_predictor_name_settles_what_widths_cannot():
@@ -96,7 +111,7 @@ def test_a_sequential_chain_decides_before_widths():
     assert "last layer of its branch in ChainHead 'head'" in by_name["head.2.weight"].reason
 
 
-def test_constructor_logs_the_warnings():
+def _logged_warnings(wrapper_type="OptimWrapper"):
     records = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -104,23 +119,27 @@ def test_constructor_logs_the_warnings():
     logger.addHandler(handler)
     try:
         build_optim_wrapper(Detector(KeypointHead()), dict(
-            optimizer=dict(type="Muon", lr=0.02), constructor="VisdetOptimWrapperConstructor"))
+            type=wrapper_type, optimizer=dict(type="Muon", lr=0.02),
+            constructor="VisdetOptimWrapperConstructor", paramwise_cfg=dict(
+                muon=dict(exclude=["head.ofset*"]))))
     finally:
         logger.removeHandler(handler)
-    messages = [r.getMessage() for r in records if r.levelno == logging.WARNING]
-    assert any(m.startswith("Muon routing: blocks.*.gate.weight") for m in messages), messages
-    assert any(m.startswith("Muon routing: head.offset.weight") for m in messages), messages
+    return [r.getMessage() for r in records if r.levelno == logging.WARNING]
 
 
-def test_a_warning_lists_names_where_one_glob_would_move_more():
+def test_constructor_logs_warnings_and_leaves_doubts_to_the_loss_graph():
+    messages = _logged_warnings()
+    assert any("'head.ofset*' matches no parameter" in m for m in messages), messages
+    assert not any("head.offset.weight" in m and "rows" in m for m in messages), messages
+
+
+def test_a_doubt_lists_names_where_one_glob_would_move_more():
     model = Detector(KeypointHead())
-    model.blocks[1].gate = nn.Linear(16, 3)
-    warnings = _warnings_naming(route_parameters(model), "gate")
-    assert len(warnings) == 2
-    assert "add exclude=['blocks.0.gate.weight', 'blocks.2.gate.weight']" in warnings[0]
-    assert warnings[1].endswith("add exclude=['blocks.1.gate.weight']")
-    excluded = ("blocks.0.gate.weight", "blocks.2.gate.weight", "blocks.1.gate.weight")
-    assert not _warnings_naming(route_parameters(model, MuonRules(exclude=excluded)), "gate")
+    model.head.offsets = nn.ModuleList([nn.Linear(32, 4), nn.Linear(16, 4), nn.Linear(32, 4)])
+    doubts = _doubts_naming(route_parameters(model), "offsets")
+    assert len(doubts) == 2
+    assert "add exclude=['head.offsets.0.weight', 'head.offsets.2.weight']" in doubts[0]
+    assert doubts[1].endswith("add exclude=['head.offsets.1.weight']")
 
 
 def test_a_classifier_removed_from_a_timm_backbone_is_no_head():
@@ -129,4 +148,4 @@ def test_a_classifier_removed_from_a_timm_backbone_is_no_head():
     model = nn.Module()
     model.backbone, model.fc = backbone, nn.Linear(8, 10)
     route = route_parameters(model).by_name()["fc.weight"]
-    assert route.side == "AdamW" and "the model's last layer" in route.reason
+    assert route.side == "AdamW" and "no layer reads its 10-wide output" in route.reason

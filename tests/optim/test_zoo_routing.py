@@ -53,8 +53,8 @@ def test_routing_matches_expected_table(name):
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_warnings_name_the_listed_tensors(name):
-    warnings = routed(name).warnings
+def test_doubts_name_the_listed_tensors(name):
+    warnings = routed(name).warnings + routed(name).doubts
     for pattern in ZOO[name].warnings:
         assert sum(f"exclude=[{pattern!r}]" in w for w in warnings) == 1, (pattern, warnings)
     assert len(warnings) == len(ZOO[name].warnings), warnings

@@ -39,8 +39,7 @@ def sparse_only(plan: BuildPlan) -> None:
     """Refuses dense parameters before training."""
     sparse = {id(m.weight) for m in plan.model.modules()
               if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse}
-    names = {id(p): n for n, p in plan.model.named_parameters()}
-    dense = [names.get(id(p), tuple(p.shape)) for g in plan.groups for p in g["params"]
+    dense = [name for g in plan.groups for p, name in zip(g["params"], g["param_names"])
              if id(p) not in sparse and p.requires_grad]
     if dense:
         shown = ", ".join(map(str, dense[:5])) + (" ..." if len(dense) > 5 else "")

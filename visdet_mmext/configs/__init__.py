@@ -6,7 +6,6 @@ imported). Every command that takes a config accepts a path, or a packaged confi
 """
 from __future__ import annotations
 
-import difflib
 import os
 import os.path as osp
 
@@ -14,6 +13,7 @@ from visdet_mmext_cli import packaged_configs  # the command lists them without 
 
 from ..echo import echo
 from ..errors import ConfigNotFoundError
+from ..suggest import did_you_mean
 
 __all__ = ["find_config", "packaged_configs"]
 
@@ -35,7 +35,6 @@ def find_config(name_or_path: str) -> str:
         raise ConfigNotFoundError(f"{echo(name_or_path, 300)} names several packaged configs: "
                                   f"{', '.join(by_stem)}; give one of these.")
     stems = {name.rsplit("/", 1)[-1] for name in configs}
-    close = difflib.get_close_matches(key, sorted(set(configs) | stems), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ConfigNotFoundError(f"No config file {echo(name_or_path, 300)}, and no packaged config of that "
-                              f"name.{hint} `visdet-mmext configs` lists the packaged ones.")
+    raise ConfigNotFoundError(f"No config file {echo(name_or_path, 300)}, and no packaged config "
+                              f"of that name.{did_you_mean(key, set(configs) | stems)} "
+                              "`visdet-mmext configs` lists the packaged ones.")

@@ -193,9 +193,8 @@ DS_MUON_FIXED = (
 )
 
 
-def _muon(optimizer, plan: DeepSpeedOptimizerPlan, param_names: dict | None = None) -> None:
+def _muon(optimizer, plan: DeepSpeedOptimizerPlan) -> None:
     """This package's hybrid Muon -> DeepSpeed's Muon, keeping our routing and group settings."""
-    param_names = param_names or {}
     for index, group in enumerate(optimizer.param_groups):
         if not group.get("use_muon"):
             continue
@@ -271,13 +270,12 @@ def _refusal(plan: DeepSpeedOptimizerPlan, offload: bool, stage: int,
         f"{OPT_IN}=True).")
 
 
-def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool = False,
-                   param_names: dict | None = None) -> DeepSpeedOptimizerPlan:
+def plan_optimizer(optimizer, config: dict, *, zero_tested,
+                   allow_untested: bool = False) -> DeepSpeedOptimizerPlan:
     """Decide what ``deepspeed.initialize`` gets for ``optimizer`` under ``config``.
 
     What the optimizer can do under ZeRO comes from its catalog row; ``zero_tested(optimizer)``
-    is DeepSpeed's own exact-type check (``is_zero_supported_optimizer``); ``param_names`` maps
-    ``id(param)`` to its name, for messages. Raises :class:`DeepSpeedConfigError` naming the fix
+    is DeepSpeed's own exact-type check (``is_zero_supported_optimizer``). Raises :class:`DeepSpeedConfigError` naming the fix
     when the optimizer cannot train this way.
     """
     config = copy.deepcopy(dict(config))
@@ -311,7 +309,7 @@ def plan_optimizer(optimizer, config: dict, *, zero_tested, allow_untested: bool
             "offload_optimizer.")
 
     if zero_as == ZERO_AS_MUON and stage >= 1:
-        _muon(optimizer, plan, param_names)
+        _muon(optimizer, plan)
     elif not offload:
         if stage >= 1 and not tested:
             if spec is not None and spec.elementwise:

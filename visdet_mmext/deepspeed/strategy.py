@@ -138,9 +138,8 @@ class DeepSpeedStrategy(_MMEngineDeepSpeedStrategy):
             raise DeepSpeedConfigError("DeepSpeedStrategy trains one optimizer; optim_wrapper built "
                                        f"several ({', '.join(wrapper.keys())}).")
         from deepspeed.runtime.zero.utils import is_zero_supported_optimizer
-        names = {} if model is None else {id(p): n for n, p in model.named_parameters()}
         plan = plan_optimizer(wrapper.optimizer, self.config, zero_tested=is_zero_supported_optimizer,
-                              allow_untested=self.allow_untested_optimizer, param_names=names)
+                              allow_untested=self.allow_untested_optimizer)
         for note in plan.notes:
             _log(note)
         for warning in plan.warnings:

@@ -18,6 +18,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from ..errors import OptimizerConfigError
+from ..suggest import did_you_mean
 
 #: Keys of a base's groups that name parameters rather than set anything (mmpretrain's
 #: LearningRateDecayOptimWrapperConstructor adds ``param_name``).
@@ -35,11 +36,9 @@ def _resolve(base):
     with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(None) as registry:
         found = registry.get(base)
     if found is None:
-        from .validation import closest_names
-        close = closest_names(base, OPTIM_WRAPPER_CONSTRUCTORS.module_dict)
         raise OptimizerConfigError(
-            f"optim_wrapper.base={base!r} is not a registered constructor"
-            f"{' (did you mean ' + ', '.join(close) + '?)' if close else ''}. A downstream "
+            f"optim_wrapper.base={base!r} is not a registered constructor."
+            f"{did_you_mean(base, OPTIM_WRAPPER_CONSTRUCTORS.module_dict)} A downstream "
             "constructor needs its package imported (custom_imports) or its default_scope.")
     return found
 
@@ -49,9 +48,8 @@ def build_base(base, optim_wrapper_cfg: dict, paramwise_cfg: dict):
     if base is None:
         return None
     cls = _resolve(base)
-    from .constructor import VisdetOptimWrapperConstructor
     if not (isinstance(cls, type) and issubclass(cls, DefaultOptimWrapperConstructor)) or \
-            issubclass(cls, VisdetOptimWrapperConstructor):
+            getattr(cls, "reads_package_settings", False):
         raise OptimizerConfigError(
             f"optim_wrapper.base={getattr(cls, '__name__', cls)!r} must be a constructor derived "
             "from mmengine's DefaultOptimWrapperConstructor (its add_params makes the groups), "
@@ -61,12 +59,11 @@ def build_base(base, optim_wrapper_cfg: dict, paramwise_cfg: dict):
 
 
 def base_groups(base, model) -> list[dict]:
-    """The base's groups, one per parameter, each naming its parameter."""
+    """The base's groups, one per parameter (without its naming keys)."""
     groups: list[dict] = []
     base.add_params(groups, model)
-    names = {id(p): n for n, p in model.named_parameters()}
     single = []
     for group in groups:
         settings = {k: v for k, v in group.items() if k not in NAME_KEYS}
-        single += [dict(settings, params=[p], param_names=[names[id(p)]]) for p in group["params"]]
+        single += [dict(settings, params=[p]) for p in group["params"]]
     return single

@@ -38,6 +38,14 @@ def _default_lr(optimizer_cls):
     return parameter.default
 
 
+def name_groups(groups: list[dict], model) -> list[dict]:
+    """``groups`` with ``param_names`` (the one place the model's name map is built)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in groups:
+        group["param_names"] = [names[id(p)] for p in group["params"]]
+    return groups
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
@@ -69,16 +77,13 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def named_groups(self, model, per_parameter: bool) -> list[dict]:
         """mmengine's groups (``add_params``) or one group, each naming its parameters."""
-        names = {id(p): n for n, p in model.named_parameters()}
-        if per_parameter:
-            groups: list[dict] = []
-            self.add_params(groups, model)
-            warn_unmatched_keys(self.paramwise_cfg, list(names.values()))
-        else:
-            groups = [{"params": list(model.parameters())}]
-        for group in groups:
-            group["param_names"] = [names[id(p)] for p in group["params"]]
-        return groups
+        if not per_parameter:
+            return name_groups([{"params": list(model.parameters())}], model)
+        groups: list[dict] = []
+        self.add_params(groups, model)
+        names = name_groups(groups, model)
+        warn_unmatched_keys(self.paramwise_cfg, [n for g in names for n in g["param_names"]])
+        return names
 
     def __call__(self, model):
         wrapped = model  # the Runner hands the model over wrapped (DDP): 1-bit optimizers hook it

@@ -7,14 +7,16 @@ optimizer class it may even succeed, silently dropping the moments. The optimize
 package's constructors name every group's parameters; ``state_dict`` also records the class and
 the shapes, and
 ``load_state_dict`` compares both, and the parameter shapes, with the checkpoint's and names what
-moved.
+moved. A routing the loss graph changed at the first step is recorded beside them
+(``traced_routing``), whose load hook runs first and puts the parameters where the checkpoint had
+them, so this check compares like with like.
 """
 from __future__ import annotations
 
 from ..errors import CheckpointMismatchError
 from ..registry.availability import qualified_name
 
-_KEY = "visdet_mmext"  # extra top-level entry of the optimizer's state dict (torch ignores it)
+RECORD_KEY = "visdet_mmext"  # extra top-level entry of the optimizer's state dict (torch ignores it)
 _ADVICE = ("Resume with the optimizer, constructor and paramwise_cfg of the run that wrote the "
            "checkpoint, or start from its weights only (load_from=..., resume=False).")
 
@@ -58,7 +60,7 @@ def _reshaped(saved_groups, saved_shapes, current_groups, limit: int = 10) -> li
 
 
 def _check(optimizer, state_dict):
-    recorded = state_dict.get(_KEY) or {}
+    recorded = state_dict.get(RECORD_KEY) or {}
     saved_class = recorded.get("optimizer")
     if saved_class is not None and saved_class != qualified_name(optimizer):
         raise CheckpointMismatchError(
@@ -87,7 +89,8 @@ def _check(optimizer, state_dict):
 
 
 def _record_class(optimizer, state_dict):
-    state_dict[_KEY] = {"optimizer": qualified_name(optimizer), "shapes": _shapes(optimizer.param_groups)}
+    state_dict.setdefault(RECORD_KEY, {}).update(optimizer=qualified_name(optimizer),
+                                                shapes=_shapes(optimizer.param_groups))
     return state_dict
 
 

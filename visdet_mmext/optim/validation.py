@@ -10,14 +10,13 @@ the closest valid names.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import math
 import numbers
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from mmengine.logging import print_log
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
@@ -29,6 +28,7 @@ from ..registry.availability import NEEDS_CUDA
 from ..registry.lazy import resolve_registered
 from ..registry.loader import load_providers
 from ..registry.scopes import warn_if_shadowed
+from ..suggest import closest_names, did_you_mean
 
 #: paramwise_cfg keys mmengine's DefaultOptimWrapperConstructor reads.
 MMENGINE_PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult",
@@ -44,21 +44,6 @@ CLIP_GRAD_KEYS = {"norm": ("type", "max_norm", "norm_type", "error_if_nonfinite"
 #: optim_wrapper keys taken by mmengine's build_optim_wrapper itself.
 BUILD_KEYS = ("type", "optimizer", "constructor", "paramwise_cfg")
 LISTING = " Run `python -m visdet_mmext list` to see every name and its status."
-
-
-def closest_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    candidates = sorted(set(candidates))
-    same_letters = [c for c in candidates if c.lower() == name.lower() and c != name]
-    similar = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
-    lowered = {c.lower(): c for c in candidates}
-    similar += [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n,
-                                                              cutoff=0.5)]
-    return list(dict.fromkeys(same_letters + similar))[:n]
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    close = closest_names(name, candidates, n=3)
-    return f" Did you mean {', '.join(close)}?" if close else ""
 
 
 def _suggestion(name: str) -> str:
@@ -323,7 +308,7 @@ def warn_unmatched_keys(paramwise_cfg, names: list[str]) -> list[str]:
     warnings = []
     for pattern in (paramwise_cfg or {}).get("custom_keys", {}):
         if not any(pattern in name for name in names):
-            close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.3)
+            close = closest_names(pattern, names, n=3, cutoff=0.3)
             warnings.append(f"paramwise_cfg.custom_keys[{echo(pattern)}] matches no parameter name"
                             f"{'; closest names: ' + ', '.join(close) if close else ''}. "
                             "A key applies to every parameter whose full name contains it.")
@@ -428,9 +413,7 @@ def _check_one(cfg: Mapping, scope: str | None) -> None:
                                    "optimizer=dict(type='AdamW', lr=1e-3).")
     constructor = _registered(OPTIM_WRAPPER_CONSTRUCTORS, "constructor",
                               cfg.get("constructor", "DefaultOptimWrapperConstructor"), scope)
-    from .constructor import VisdetOptimWrapperConstructor
-    package_keys = isinstance(constructor, type) and issubclass(constructor,
-                                                                VisdetOptimWrapperConstructor)
+    package_keys = bool(getattr(constructor, "reads_package_settings", False))
     if "base" in cfg and not package_keys:
         raise OptimizerConfigError("optim_wrapper.base is read by this package's constructor only: "
                                    "add constructor='VisdetOptimWrapperConstructor' to optim_wrapper.")

@@ -18,7 +18,8 @@ from mmengine.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HO
 
 from ..echo import echo
 from ..errors import RunnerConfigError
-from ..optim.validation import check_sharded_cfg, did_you_mean
+from ..optim.validation import check_sharded_cfg
+from ..suggest import did_you_mean
 
 #: Strategies that shard parameters with FSDP2 (DTensor).
 SHARDING_STRATEGIES = ("FullyShardStrategy",)

@@ -23,7 +23,7 @@ class ZooModel:
     expected: dict[str, str]
     #: sha256 of ``parameter_table`` of the real upstream model, recorded from the package.
     fingerprint: str
-    #: Patterns the routing warnings must name (and no other warning may appear).
+    #: Patterns the routing's warnings and doubts must name (and no other may appear).
     warnings: tuple[str, ...] = field(default=())
 
 
