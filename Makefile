@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export TORCHINDUCTOR_CACHE_DIR ?= $(HOME)/.cache/visdet-mmext/inductor
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check gpu-rehearsal gpu-rehearsal-env clean
+.PHONY: demo test test-quick venv list benchmark gpu-wheels gpu-check gpu-rehearsal gpu-rehearsal-env clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -ra --durations=20
+
+# The fast part, for development: no DeepSpeed engine, nothing marked slow.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not deepspeed and not slow" --durations=10
 
 list: $(STAMP)
 	$(PY) -m visdet_mmext list
