@@ -4,10 +4,8 @@ import sys
 import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-# tests import their helpers (toy, routing_models, ...) and job hooks (slow_hook) by name
+# tests import their helpers (toy, routing_models, ...) and job hooks (pause_hook) by name
 sys.path[:0] = [os.path.join(TESTS, "helpers"), os.path.join(TESTS, "jobs")]
-os.environ.setdefault("TORCH_EXTENSIONS_DIR",
-                      os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
 
 
 def pytest_collection_modifyitems(config, items):
