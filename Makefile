@@ -5,15 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := constraints/tested.txt
 STAMP := $(VENV)/.installed
-# DeepSpeed JIT-builds its CPU ops on first use (1-3 min each); a stable cache outside the
-# checkout lets every later run (and CI on the same machine) reuse them.
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/visdet-mmext/torch_extensions
+# DeepSpeed JIT-builds its CPU ops on first use (1-3 min each) into the package's folder,
+# ~/.cache/visdet-mmext/torch_extensions, unless TORCH_EXTENSIONS_DIR names another (docs/deepspeed.md).
 # torch.compile's kernels (inductor's caches; default /tmp, lost at reboot): 11 s first steps
 # become 2-3 s in later runs.
 export TORCHINDUCTOR_CACHE_DIR ?= $(HOME)/.cache/visdet-mmext/inductor
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast venv list benchmark gpu-wheels gpu-check gpu-rehearsal gpu-rehearsal-env clean
+.PHONY: demo test test-quick venv list benchmark gpu-wheels gpu-check gpu-rehearsal gpu-rehearsal-env clean
 
 venv: $(STAMP)
 
@@ -31,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -ra --durations=20
+
+# The fast part, for development: no DeepSpeed engine, nothing marked slow.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not deepspeed and not slow" --durations=10
 
 list: $(STAMP)
 	$(PY) -m visdet_mmext list

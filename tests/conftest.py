@@ -4,10 +4,8 @@ import sys
 import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-# tests import their helpers (toy, routing_models, ...) and job hooks (slow_hook) by name
+# tests import their helpers (toy, routing_models, ...) and job hooks (pause_hook) by name
 sys.path[:0] = [os.path.join(TESTS, "helpers"), os.path.join(TESTS, "jobs")]
-os.environ.setdefault("TORCH_EXTENSIONS_DIR",
-                      os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -42,3 +40,17 @@ def compile_small_tensors(monkeypatch, one_thread):
     """The compiled path normally skips tensors this small; the native tests want it exercised."""
     from visdet_mmext.algorithms import dispatch
     monkeypatch.setattr(dispatch, "MIN_NUMEL", 16)
+
+
+@pytest.fixture(scope="session")
+def fsdp_job(tmp_path_factory):
+    """One torchrun of tests/jobs/fsdp_optimizers.py (2 gloo processes) for every test that reads
+    it: optimizers on FSDP2 shards, and Muon's traced routing under FullyShardStrategy (its
+    checkpoints under ``results["routing"]["work_dir"]``). Rank 0's JSON results."""
+    import json
+
+    from demo_utils import torchrun
+    out = tmp_path_factory.mktemp("fsdp") / "results.json"
+    done = torchrun(2, "tests/jobs/fsdp_optimizers.py", str(out), timeout=900)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
+    return json.loads(out.read_text())

@@ -1,9 +1,10 @@
-"""Print the README's optimizer table from the catalog (name -> class -> extra -> devices).
+"""Print docs/optimizers.md's optimizer table from the catalog (name -> class -> extra -> devices).
 
     python tools/catalog_table.py > /tmp/table.md
     python tools/catalog_table.py --fsdp     # docs/sharding.md's table: exact on FSDP2 shards?
 
-tests/test_readme.py checks that the README lists every catalog name with these columns;
+tests/tools/test_readme.py checks that docs/optimizers.md lists every catalog name with these
+columns;
 tests/fsdp/test_sharding_docs.py that docs/sharding.md holds the --fsdp table.
 """
 import sys

@@ -536,8 +536,6 @@ def check_env(site: Path | None) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     path = [str(ROOT)] + ([str(site)] if site else [])  # the checkout's code wins over its wheel
     env["PYTHONPATH"] = os.pathsep.join(path + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    env.setdefault("TORCH_EXTENSIONS_DIR",
-                   os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
     # DeepSpeed's CUDA-version table ends at 12.x: it would refuse nvcc 13.x next to torch's 13.0
     env["DS_SKIP_CUDA_CHECK"] = "1"
     return env

@@ -5,7 +5,7 @@
     visdet-mmext groups CONFIG [--trace]  the param groups and Muon routing, without training
     visdet-mmext configs                  the packaged configs
     visdet-mmext list [NAMES]             every catalog optimizer and its status here
-    visdet-mmext check [NAMES]            build each available optimizer and take one step
+    visdet-mmext check [NAMES] [--build]  build each available optimizer and take one step
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import json
 import sys
 
 from .catalog import CATALOG
-from .registry.availability import Availability
+from .registry.availability import Availability, qualified_name
 
 #: Commands that are whole tools: the rest of the command line is theirs (module, help).
 TOOLS = {
@@ -43,7 +43,7 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
         if shadowed:
             theirs = shadowed[1]
             row.update(status=f"{scope_registry.scope}'s class",
-                       resolves_to=f"{theirs.__module__}.{theirs.__qualname__}",
+                       resolves_to=qualified_name(theirs),
                        reason=explain(spec.name, scope_registry.scope, *shadowed))
         rows.append(row)
     for name in sorted(set(registry.module_dict) - set(CATALOG)):
@@ -51,7 +51,7 @@ def _rows(report, registry, scope_registry=None) -> list[dict]:
         obj = registry.module_dict[name]
         rows.append(dict(name=name, status=info.status if info else "registered by mmengine",
                          reason=(info.reason if info else "not in the catalog"),
-                         resolves_to=f"{obj.__module__}.{obj.__qualname__}",
+                         resolves_to=qualified_name(obj),
                          provider=info.provider if info else "mmengine", extra="", devices="",
                          install="", doc="", fsdp2=""))
     return rows
@@ -118,27 +118,62 @@ def command_list(args) -> int:
     return 0
 
 
+def _pending_builds(names: list[str]) -> dict:
+    """name -> the DeepSpeed op build its first use would start here (imports DeepSpeed only
+    when a DeepSpeed name is asked for)."""
+    from .deepspeed.ops import pending_build
+    specs = [CATALOG[name] for name in names if name in CATALOG and CATALOG[name].op_builder]
+    if not specs:
+        return {}
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed logs to stdout as it is imported
+        found = {spec.name: pending_build(spec) for spec in specs}
+    return {name: build for name, build in found.items() if build is not None}
+
+
+def _build_ops(pending: dict) -> None:
+    """Build each op once, in this process (the build announces itself, with progress)."""
+    from .deepspeed.ops import about
+    builds = {build.op_name: build for build in pending.values()}
+    for index, build in enumerate(builds.values(), 1):
+        users = ", ".join(name for name, b in pending.items() if b.op_name == build.op_name)
+        print(f"[build {index}/{len(builds)}] DeepSpeed's {build.op_name} op for {users}: "
+              f"{about(build.estimate())} here", flush=True)
+        build.builder.load(verbose=False)
+
+
 def command_check(args) -> int:
     import visdet_mmext
+    from .deepspeed.ops import about, extensions_root
     from .registry.probe import take_one_step
     names = args.names or visdet_mmext.REPORT.usable_names()
+    pending = _pending_builds(names)
+    if pending and args.build:
+        _build_ops(pending)
+        pending = {}
     failures = 0
     for index, name in enumerate(names, 1):
         print(f"[{index}/{len(names)}] {name} ...", end=" ", flush=True)
+        if name in pending:
+            build = pending[name]
+            print(f"not built: DeepSpeed's {build.op_name} op builds on first use, "
+                  f"{about(build.estimate())} here (check --build builds it now)")
+            continue
         result = take_one_step(name)
         failures += not result.ok
         print(f"{'ok' if result.ok else 'FAILED'} ({result.seconds:.2f} s) {result.detail}")
-    print(f"\n{len(names) - failures}/{len(names)} optimizers took a real step")
+    stepped = len(names) - len(pending)
+    print(f"\n{stepped - failures}/{stepped} optimizers took a real step")
+    if pending:
+        ops = sorted({build.op_name for build in pending.values()})
+        total = sum({b.op_name: b.estimate() for b in pending.values()}.values())
+        print(f"{len(pending)} wait for DeepSpeed ops not built yet ({', '.join(ops)}: "
+              f"{about(total)} here, into {extensions_root()}); `check --build` builds them")
     return 1 if failures else 0
 
 
 def command_configs(args) -> int:
-    from .configs import packaged_configs
-    configs = packaged_configs()
-    width = max(map(len, configs))
-    for name, path in configs.items():
-        print(f"{name:<{width}}  {path}")
-    return 0
+    from visdet_mmext_cli import print_configs
+    return print_configs()
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -159,6 +194,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     listing.set_defaults(run=command_list)
     check = commands.add_parser("check", help="build each available optimizer and take one step")
     check.add_argument("names", nargs="*", help="only these names (default: every available one)")
+    check.add_argument("--build", action="store_true",
+                       help="first JIT-build the DeepSpeed ops that are not built yet (minutes)")
     check.set_defaults(run=command_check)
     return parser
 

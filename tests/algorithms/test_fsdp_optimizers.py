@@ -4,12 +4,9 @@ One torchrun of tests/jobs/fsdp_optimizers.py (2 gloo processes) runs every case
 read what it recorded. The catalog rows say which names are exact on shards; the rest must be
 refused before anything is built, with the fix named.
 """
-import json
-
 import pytest
 
 import visdet_mmext
-from demo_utils import torchrun
 from visdet_mmext.algorithms.muon.distributed import assign, ns_flops
 from visdet_mmext.catalog import CATALOG
 
@@ -17,12 +14,9 @@ pytestmark = pytest.mark.slow
 EXACT = 1e-5  # relative, after 5 steps (fp32; FSDP averages the two halves' gradients itself)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fsdp") / "results.json"
-    done = torchrun(2, "tests/jobs/fsdp_optimizers.py", str(out), timeout=900)
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
-    return json.loads(out.read_text())
+@pytest.fixture
+def results(fsdp_job):
+    return fsdp_job  # (one launch, shared with tests/fsdp/test_sharded_routing.py)
 
 
 @pytest.mark.parametrize("case", [

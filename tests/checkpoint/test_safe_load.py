@@ -6,6 +6,7 @@ load_from, ``_load_checkpoint`` with local, http (a local server) and other sche
 """
 import functools
 import http.server
+import json
 import os
 import pickle
 import subprocess
@@ -90,13 +91,44 @@ def test_mmengine_checkpoints_need_more_than_torch_default(trained):
     assert set(names) <= allowed, set(names) - allowed
 
 
-def test_every_mmengine_scheme_loads_inside_the_allowlist():
+@pytest.fixture
+def model_zoo(trained, tmp_path, http_root, monkeypatch):
+    """A clean and a poisoned checkpoint behind every way mmengine names a model: its URL tables
+    (open-mmlab's through MMENGINE_HOME's open_mmlab.json, mmcls' and torchvision's replaced)
+    point at a local HTTP server, and an open-mmlab entry at a file in MMENGINE_HOME."""
     from mmengine.runner import checkpoint as ckpt
-    assert ckpt.CheckpointLoader._get_checkpoint_loader("x.pth") is mmengine_checkpoint.load_from_local
-    assert ckpt.CheckpointLoader._get_checkpoint_loader("https://a/b.pth") is \
-        mmengine_checkpoint.load_from_http
-    assert ckpt.load_from_http is mmengine_checkpoint.load_from_http  # torchvision://, mmcls://
-    assert ckpt.CheckpointLoader.load_checkpoint.__func__.__wrapped__ is not None
+    served, url = http_root
+    marker = tmp_path / "pwned"
+    (served / "good.pth").write_bytes((trained / "iter_6.pth").read_bytes())
+    poisoned(served / "evil.pth", trained / "iter_6.pth", Payload(os.system, f"touch {marker}"))
+    home = tmp_path / "mmengine_home"
+    home.mkdir()
+    poisoned(home / "evil_file.pth", trained / "iter_6.pth", Payload(os.system, f"touch {marker}"))
+    urls = {"good": f"{url}/good.pth", "evil": f"{url}/evil.pth"}
+    (home / "open_mmlab.json").write_text(json.dumps({**urls, "evil_file": "evil_file.pth"}))
+    monkeypatch.setenv("MMENGINE_HOME", str(home))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # the download cache
+    monkeypatch.setattr(ckpt, "get_mmcls_models", lambda: dict(urls))
+    monkeypatch.setattr(ckpt, "get_torchvision_models", lambda: dict(urls))
+    return marker
+
+
+@pytest.mark.parametrize("scheme", ["open-mmlab://", "openmmlab://", "mmcls://", "torchvision://",
+                                    "modelzoo://"])
+def test_every_mmengine_scheme_loads_inside_the_allowlist(model_zoo, scheme):
+    """Each model-name scheme loads a clean checkpoint and refuses a poisoned one unrun."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    good = _load_checkpoint(f"{scheme}good", map_location="cpu")
+    if scheme == "mmcls://":  # it keeps only the state dict's backbone.* entries (none here)
+        assert set(good) == {"state_dict"}
+    else:
+        assert good["meta"]["iter"] == 6
+    with pytest.raises(UnsafeCheckpointError, match="Refused to load"):
+        _load_checkpoint(f"{scheme}evil", map_location="cpu")
+    if scheme == "open-mmlab://":  # an entry that names a file in MMENGINE_HOME: a plain torch.load
+        with pytest.raises(UnsafeCheckpointError, match="Refused to load"):
+            _load_checkpoint(f"{scheme}evil_file", map_location="cpu")
+    assert not model_zoo.exists()
 
 
 def test_loads_real_checkpoint_without_widening_torch_allowlist(trained):
@@ -130,9 +162,22 @@ def test_resume_continues_at_the_right_iteration_with_identical_results(trained,
 
 
 def test_load_from_takes_weights_only(trained, tmp_path):
+    """load_from starts a new run from the checkpoint's weights: not its optimizer state, its
+    iteration or its schedule."""
+    from mmengine.hooks import Hook
+
+    class AtStart(Hook):
+        def before_train(self, runner):
+            self.weights = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            self.iteration, self.optimizer_state = runner.iter, runner.optim_wrapper.state_dict()
+
     runner = _runner(tmp_path, iters=1)
     runner._load_from = str(trained / "iter_12.pth")
-    runner.train()  # loads (weights only, not the optimizer) and trains one iteration
+    start = AtStart()
+    runner.register_hook(start)
+    runner.train()
+    assert_same_tensors(start.weights, state_of(trained / "iter_12.pth")["state_dict"], "weights")
+    assert start.iteration == 0 and not start.optimizer_state["state"]
 
 
 @pytest.mark.parametrize("kind", ["os.system", "eval", "exec", "subprocess", "import", "getattr",
@@ -239,18 +284,26 @@ def test_allow_extends_only_our_loads(trained, tmp_path):
         safe_load._extra.clear()
 
 
-def test_patch_waits_until_mmengine_runner_is_imported():
+def test_patch_waits_until_mmengine_runner_is_imported(trained, tmp_path):
+    """Imported before mmengine's runner, the package still makes its loads weights-only."""
+    marker = tmp_path / "pwned"
+    path = poisoned(tmp_path / "evil.pth", trained / "iter_6.pth", Payload(os.system, f"touch {marker}"))
     code = (
         "import sys, visdet_mmext\n"
         "from visdet_mmext import compat\n"
         "assert 'mmengine.runner.checkpoint' not in sys.modules\n"
         "assert compat.state('mmengine_weights_only_checkpoints').startswith('waiting')\n"
-        "from mmengine.runner import Runner\n"
-        "assert compat.state('mmengine_weights_only_checkpoints') == 'applied'\n"
-        "print('ok')\n")
+        "from mmengine.runner.checkpoint import _load_checkpoint\n"
+        "from visdet_mmext.errors import UnsafeCheckpointError\n"
+        f"assert _load_checkpoint({str(trained / 'iter_6.pth')!r})['meta']['iter'] == 6\n"
+        "try:\n"
+        f"    _load_checkpoint({str(path)!r})\n"
+        "except UnsafeCheckpointError:\n"
+        "    print('refused')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, env=subprocess_env(), timeout=300)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+    assert result.returncode == 0 and "refused" in result.stdout, result.stderr[-3000:]
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("protocol", [2, 4])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import visdet_mmext  # noqa: F401  (installs the filters)
-from demo_utils import ROOT, TRAIN, cli_options, subprocess_env
+from demo_utils import ROOT, TRAIN, cli_options, subprocess_env, tiny_cfg
 from visdet_mmext.compat import noise
 
 #: a logging record at WARNING (any format) or a Python warning ("UserWarning: ...")
@@ -77,3 +77,27 @@ def test_an_adafactor_build_prints_nothing(capsys):
     wrapper = build_optim_wrapper(ToyClassifier(), dict(optimizer=dict(type="Adafactor")))
     assert type(wrapper.optimizer).__module__ == "visdet_mmext.algorithms.hf_adafactor"
     assert "TorchAdafactor" not in capsys.readouterr().out  # mmengine's print about torch's
+
+
+@pytest.mark.slow
+def test_runner_from_cfg_prints_no_accelerator_notice(tmp_path):
+    """The Runner.from_cfg script of docs/logs.md (the package imported first) trains, DeepSpeed
+    imported by mmengine's runner, without DeepSpeed's accelerator notice."""
+    if torch.version.cuda is not None:
+        pytest.skip("with a CUDA build of torch the notice means no GPU was found, and stays")
+    config = tmp_path / "my_config.py"
+    tiny_cfg("optimizers/adamw.py", tmp_path / "work", iters=2).dump(str(config))
+    script = tmp_path / "from_cfg.py"
+    script.write_text(f"""
+import sys
+import visdet_mmext  # noqa: F401
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+Runner.from_cfg(Config.fromfile({str(config)!r})).train()
+print("trained; deepspeed imported:", "deepspeed" in sys.modules)
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=ROOT, env=subprocess_env(), timeout=600)
+    assert "trained; deepspeed imported: True" in result.stdout, result.stderr[-3000:]
+    assert "Setting accelerator to CPU" not in result.stdout + result.stderr

@@ -128,13 +128,17 @@ def test_registration_is_lazy_and_keeps_mmengines_strategy_importable():
 
 
 def test_importing_the_package_after_mmengine_runner_patches_at_once():
+    """Imported after mmengine's DeepSpeed module, the package fixes it at once: its optimizer
+    registration runs (mmengine's own imports DeepSpeed's removed 1-bit module) and runs again."""
     out = run_python("""
         import mmengine.runner
         import mmengine._strategy.deepspeed as mm
         import visdet_mmext
-        from mmengine.registry import STRATEGIES
+        from mmengine.registry import OPTIMIZERS, STRATEGIES
         assert STRATEGIES.get('DeepSpeedStrategy').__module__ == 'visdet_mmext.deepspeed.strategy'
-        assert mm.register_deepspeed_optimizers.__module__ == 'visdet_mmext.compat.mmengine_deepspeed'
+        assert mm.register_deepspeed_optimizers() == mm.register_deepspeed_optimizers()
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+        assert OPTIMIZERS.get('DeepSpeedCPUAdam') is DeepSpeedCPUAdam
         from visdet_mmext import compat
         states = {p['name']: p['state'] for p in compat.report()}
         assert states['mmengine_deepspeed_strategy'] == 'applied'

@@ -53,8 +53,6 @@ def run_job(tmp_path_factory, name, config, *options, resume=None, nproc=1, time
     work_dir = tmp_path_factory.mktemp(name)
     result, params = str(work_dir / "result.json"), str(work_dir / "params.pt")
     env = dict(os.environ)
-    env.setdefault("TORCH_EXTENSIONS_DIR",
-                   os.path.expanduser("~/.cache/visdet-mmext/torch_extensions"))
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # a single-process run must start without a launcher's variables
     if nproc > 1:

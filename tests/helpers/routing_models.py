@@ -163,3 +163,55 @@ class WideHeadClassifier(BaseModel):
         if mode == "loss":
             return dict(loss=F.cross_entropy(logits, targets))
         return logits
+
+
+class Gate(nn.Module):
+    """Scales its first input and passes the second on: as a unit of its own under FSDP2, one
+    autograd node carries both inputs, and only the first is on the auxiliary loss's path."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(width))
+
+    def forward(self, queries, features):
+        return queries * self.scale, features
+
+
+class RefPointNet(BaseModel):
+    """A detector-like net whose structural routing is wrong where the loss graph corrects it,
+    for sharded training (no BatchNorm: its ranks' halves of a batch give the whole batch's
+    gradients). ``ref_point`` predicts reference boxes, as Conditional DETR's and RT-DETR's
+    decoders do outside any head; ``query_pos`` reads them, so structure sees their width read
+    and calls the predictor hidden, while the box loss reads it directly. ``gate`` (an auxiliary
+    loss reads its scaled queries) passes ``mix``'s features on to the classifier untouched.
+    Uneven widths (33 and 7 rows over 2 ranks)."""
+
+    def __init__(self, features=16, width=34, classes=7):
+        super().__init__()
+        self.stem = nn.Linear(features, 33)
+        self.hidden = nn.Linear(33, width)
+        self.pos = nn.Parameter(torch.zeros(1, width))  # a table, added to the features
+        self.ref_point = nn.Linear(width, 4)
+        self.query_pos = nn.Linear(4, width)
+        self.mix = nn.Linear(width, width)
+        self.gate = Gate(width)
+        self.cls_hidden = nn.Linear(width, width)
+        self.cls = nn.Linear(width, classes)
+
+    def forward(self, inputs, labels=None, boxes=None, mode="tensor"):
+        h = torch.relu(self.hidden(torch.relu(self.stem(inputs)))) + self.pos
+        ref = self.ref_point(h).sigmoid()
+        queries, features = self.gate(torch.relu(self.query_pos(ref)), torch.relu(self.mix(h)))
+        logits = self.cls(torch.relu(self.cls_hidden(features)))
+        if mode != "loss":
+            return logits
+        return dict(loss_cls=F.cross_entropy(logits, labels), loss_box=F.l1_loss(ref, boxes),
+                    loss_aux=1e-2 * queries.square().mean())
+
+
+def ref_point_data(n=24, features=16, classes=7, seed=0) -> dict:
+    """Inputs, labels and boxes for RefPointNet (as a DictDataset's columns)."""
+    generator = torch.Generator().manual_seed(seed)
+    return dict(inputs=torch.randn(n, features, generator=generator),
+                labels=torch.randint(0, classes, (n,), generator=generator),
+                boxes=torch.rand(n, 4, generator=generator))

@@ -76,14 +76,17 @@ def sparse_toy_data(n=256, vocab=64, classes=4, seed=0):
     return dict(inputs=tokens, targets=tokens[:, 0] % classes)
 
 
+#: Optimizers that need another toy than the dense classifier with biases.
+SPARSE_ONLY = frozenset({"SparseAdam"})  # steps only sparse gradients
+MATRICES_ONLY = frozenset({"TorchMuon"})  # takes only 2-D parameters
+
+
 def toy_problem(name: str, seed: int = 0):
-    """The model and data a given optimizer trains on in the sweep (its catalog row's toy kind)."""
-    from visdet_mmext.catalog import CATALOG
+    """The model and data a given optimizer trains on in the sweep."""
     torch.manual_seed(seed)
-    toy = CATALOG[name].toy if name in CATALOG else "dense"
-    if toy == "sparse":
+    if name in SPARSE_ONLY:
         return SparseBagClassifier(), sparse_toy_data(seed=seed)
-    return ToyClassifier(bias=toy != "matrices"), toy_data(seed=seed)
+    return ToyClassifier(bias=name not in MATRICES_ONLY), toy_data(seed=seed)
 
 
 class ToyMLP(BaseModel):

@@ -5,6 +5,8 @@ for every check, so the suite pays one launch. Each rank trains a model sharded 
 ``fully_shard`` on its half of each batch, and in the same process the unsharded model on the
 whole batch (FSDP averages the halves' gradients, so both see the same gradients); after STEPS
 steps the gathered parameters are compared. Rank 0 writes what happened per case to a JSON file.
+The same launch runs Muon's routing read from the loss graph under FSDP2, through mmengine's
+FlexibleRunner (tests/jobs/fsdp_traced_routing.py; its checkpoints go beside the JSON file).
 
 The model has uneven dimensions (5, 33 and 7 rows over 2 ranks), a conv kernel, 1-D parameters,
 a linear sharded along its columns (``Shard(1)``), so Muon's gather and scatter see every layout
@@ -25,6 +27,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "helpers"))
+import fsdp_traced_routing  # noqa: E402
 STEPS = 5
 
 
@@ -193,6 +196,7 @@ def catalog_cases(names) -> dict:
     from mmengine.optim import build_optim_wrapper
 
     from sweep_settings import sweep_settings
+    from toy import MATRICES_ONLY
     from visdet_mmext.catalog import CATALOG
     from visdet_mmext.errors import OptimizerConfigError
     from visdet_mmext.optim.validation import check_sharded
@@ -217,7 +221,7 @@ def catalog_cases(names) -> dict:
             continue
         try:
             out[name] = compare(lambda model: build_optim_wrapper(model, cfg),
-                                matrices=spec.toy == "matrices", same_gradients=True)
+                                matrices=name in MATRICES_ONLY, same_gradients=True)
         except Exception as error:  # noqa: BLE001 - recorded and reported by the test
             out[name] = {"failed": f"{type(error).__name__}: {error}",
                          "traceback": traceback.format_exc()[-3000:]}
@@ -229,12 +233,15 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--names", nargs="*", default=None,
                         help="catalog names (default: every usable one)")
+    parser.add_argument("--parts", nargs="*", default=("native", "catalog", "routing"))
     args = parser.parse_args()
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     import visdet_mmext
     names = args.names if args.names is not None else visdet_mmext.REPORT.usable_names()
-    results = {"native": native_cases(), "catalog": catalog_cases(names)}
+    parts = {"native": native_cases, "catalog": lambda: catalog_cases(names),
+             "routing": lambda: fsdp_traced_routing.run(osp.join(osp.dirname(args.out), "routing"))}
+    results = {part: parts[part]() for part in args.parts}
     if dist.get_rank() == 0:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -96,11 +96,11 @@ def test_an_unwritable_work_dir_is_named(tmp_path, capsys):
 def test_a_run_sigkilled_mid_training_blocks_nobody_and_loses_nothing(tmp_path, capsys):
     """Concurrent runs into one work dir: the second is refused while the first trains; after
     a SIGKILL of the first, the next run takes the work dir over and resumes its checkpoint."""
-    config = tmp_path / "slow_adamw.py"
+    config, paused = tmp_path / "pausing_adamw.py", tmp_path / "paused"
     config.write_text(f"_base_ = [{ADAMW!r}]\n"
                       "custom_imports = dict(imports=['visdet_mmext', 'visdet_mmext.demo', "
-                      "'slow_hook'], allow_failed_imports=False)\n"
-                      "custom_hooks = [dict(type='SlowIterHook', seconds=0.2)]\n")
+                      "'pause_hook'], allow_failed_imports=False)\n"
+                      f"custom_hooks = [dict(type='PauseAtIterHook', at=3, marker={str(paused)!r})]\n")
     work_dir = tmp_path / "work"
     first = subprocess.Popen([sys.executable, TRAIN, str(config), "--work-dir", str(work_dir),
                               "--cfg-options", *cli_options(iters=10000, checkpoint_interval=2)],
@@ -108,7 +108,7 @@ def test_a_run_sigkilled_mid_training_blocks_nobody_and_loses_nothing(tmp_path, 
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while not (work_dir / "last_checkpoint").exists():  # it holds the lock and trains
+        while not paused.exists():  # it holds the lock, stopped after iteration 3
             assert first.poll() is None and time.monotonic() < deadline, "the run did not train"
             time.sleep(0.05)
         code, output = _train(work_dir, capsys, "--resume")

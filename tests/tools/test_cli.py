@@ -1,5 +1,7 @@
-"""`python -m visdet_mmext list|check` on this machine."""
+"""`python -m visdet_mmext list|check|configs` on this machine."""
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -45,3 +47,28 @@ def test_check_reports_a_failure():
     check = _cli("check", "FusedLamb")
     assert check.returncode == 1
     assert "FAILED" in check.stdout and "needs CUDA" in check.stdout
+
+
+def test_check_builds_nothing_and_says_what_first_use_will_build(tmp_path):
+    extensions = tmp_path / "extensions"
+    check = subprocess.run([sys.executable, "-m", "visdet_mmext", "check", "DeepSpeedCPUAdam",
+                            "AdamW"], capture_output=True, text=True, cwd=REPO, timeout=900,
+                           env=dict(os.environ, TORCH_EXTENSIONS_DIR=str(extensions)))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert re.search(r"DeepSpeedCPUAdam \.\.\. not built: DeepSpeed's cpu_adam op builds on first "
+                     r"use, ~\d+ (s|min) here \(check --build builds it now\)", check.stdout)
+    assert "1/1 optimizers took a real step" in check.stdout
+    assert "1 wait for DeepSpeed ops not built yet (cpu_adam: ~" in check.stdout
+    assert not (extensions / "cpu_adam").exists()  # nothing was built
+
+
+def test_configs_answers_without_importing_the_package():
+    listed = subprocess.run([sys.executable, "-c", (
+        "import sys, visdet_mmext_cli\n"
+        "visdet_mmext_cli.main(['configs'])\n"
+        "print(sorted(m for m in ('visdet_mmext', 'torch', 'mmengine') if m in sys.modules))")],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[-1] == "[]"
+    assert any(line.startswith("demo/demo_muon ") for line in lines)

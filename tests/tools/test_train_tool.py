@@ -131,32 +131,34 @@ def _run(argv, **kwargs):
 
 @pytest.mark.slow
 def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
-    config = tmp_path / "slow_adamw.py"
+    """Killed at iteration 8 (checkpoints every 5), resumed from iteration 5: the result equals
+    an uninterrupted run's, bit for bit."""
+    whole, killed, paused = tmp_path / "whole", tmp_path / "killed", tmp_path / "paused"
+    config = tmp_path / "pausing_adamw.py"
     config.write_text(
         f"_base_ = [{ADAMW!r}]\n"
-        "custom_imports = dict(imports=['visdet_mmext', 'visdet_mmext.demo', 'slow_hook'],\n"
+        "custom_imports = dict(imports=['visdet_mmext', 'visdet_mmext.demo', 'pause_hook'],\n"
         "                      allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='SlowIterHook', seconds=0.05)]\n")
+        f"custom_hooks = [dict(type='PauseAtIterHook', at=8, marker={str(paused)!r})]\n")
     options = ["--cfg-options", *cli_options(iters=30, checkpoint_interval=5)]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
 
     # the uninterrupted run goes alongside the one that gets killed
     uninterrupted_run = subprocess.Popen(
-        [sys.executable, TRAIN, str(config), "--work-dir", str(whole), *options], cwd=ROOT,
+        [sys.executable, TRAIN, ADAMW, "--work-dir", str(whole), *options], cwd=ROOT,
         env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     process = subprocess.Popen([sys.executable, TRAIN, str(config), "--work-dir", str(killed),
                                 *options], cwd=ROOT, env=subprocess_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (killed / "last_checkpoint").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
-        time.sleep(0.01)
-    time.sleep(0.12)  # a few iterations past the first checkpoint
+    while not paused.exists():  # poll until the run stands at iteration 8
+        assert process.poll() is None, "the run ended before iteration 8"
+        assert time.monotonic() < deadline, "the run did not reach iteration 8"
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    assert not (killed / "iter_30.pth").exists(), "the run finished before it was killed"
+    assert (killed / "last_checkpoint").read_text().strip().endswith("iter_5.pth")
 
-    result = _run([str(config), "--work-dir", str(killed), "--resume", *options])
+    result = _run([ADAMW, "--work-dir", str(killed), "--resume", *options])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from" in result.stdout
     _, stderr = uninterrupted_run.communicate(timeout=600)

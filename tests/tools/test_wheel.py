@@ -104,7 +104,7 @@ def _dependency_folder(wheel: str) -> str:
 def _build_wheel(tmp_path) -> str:
     source = tmp_path / "source"  # a copy: building in the checkout would leave build/ there
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "visdet_mmext_cli.py"):
         shutil.copy(os.path.join(ROOT, name), source / name)
     shutil.copytree(os.path.join(ROOT, "visdet_mmext"), source / "visdet_mmext",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -137,6 +137,9 @@ def test_wheel_trains_packaged_and_user_configs_outside_the_checkout(tmp_path):
     where = _run([str(python), "-c", "import visdet_mmext; print(visdet_mmext.__file__)"],
                  cwd=user_dir, env=env).stdout.strip()
     assert where.startswith(site) and not where.startswith(ROOT), where
+    configs = _run([command, "configs"], cwd=user_dir, env=env).stdout  # without the package
+    muon = os.path.join(site, "visdet_mmext", "configs", "demo", "demo_muon.py")
+    assert ["demo/demo_muon", muon] in [line.split() for line in configs.splitlines()], configs
 
     packaged = _run([command, "train", "demo_muon", "--work-dir", str(user_dir / "work_demo"),
                      "--cfg-options", *cli_options(iters=2)], cwd=user_dir, env=env)

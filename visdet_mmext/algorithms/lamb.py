@@ -37,11 +37,18 @@ def _lamb_hp(group: dict, step: int) -> tuple:
             + (1.0 if group["adapt"] else 0.0,))
 
 
-def _lamb_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> None:
-    lr, weight_decay, beta1, beta2 = hp[0], hp[1], hp[2], hp[3]
-    eps, bc1, bc2_sqrt, adapt = hp[4], hp[5], hp[6], hp[7]
+def lamb_direction(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> Tensor:
+    """Update one tensor's moments in place and return ``u`` (the per-tensor path's rounding;
+    1-bit LAMB's warm-up calls it too). ``hp`` starts as ``_lamb_hp``'s: lr, weight_decay,
+    beta1, beta2, eps, bc1, bc2_sqrt."""
+    weight_decay, beta1, beta2, eps, bc1, bc2_sqrt = hp[1:7]
     denom = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2, eps, bc2_sqrt)
-    update = (exp_avg / bc1) / denom + p * weight_decay
+    return (exp_avg / bc1) / denom + p * weight_decay
+
+
+def _lamb_tensor(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, hp) -> None:
+    lr, adapt = hp[0], hp[7]
+    update = lamb_direction(p, g, exp_avg, exp_avg_sq, hp)
     w_norm = torch.linalg.vector_norm(p)
     u_norm = torch.linalg.vector_norm(update)
     ratio = torch.where((w_norm > 0) & (u_norm > 0) & (adapt > 0), w_norm / u_norm, 1.0)

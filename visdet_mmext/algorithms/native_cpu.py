@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from ..cache import cache_root
+
 logger = logging.getLogger(__name__)
 progress = logging.getLogger("visdet_mmext.progress")
 
@@ -45,10 +47,8 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopen
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
 
-def cache_root() -> Path:
-    root = os.environ.get("VISDET_MMEXT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "visdet-mmext")
-    return Path(root) / "cpu_kernels"
+def kernel_root() -> Path:
+    return cache_root() / "cpu_kernels"
 
 
 def _cpu() -> str:
@@ -74,7 +74,7 @@ def _compiler() -> tuple[str, str]:
 def _build(name: str, source: str) -> Path:
     compiler, version = _compiler()
     key = hashlib.sha256("\0".join((source, " ".join(FLAGS), version, _cpu())).encode())
-    directory = cache_root() / f"{name}-{key.hexdigest()[:16]}"
+    directory = kernel_root() / f"{name}-{key.hexdigest()[:16]}"
     library = directory / f"{name}.so"
     if library.is_file():
         return library

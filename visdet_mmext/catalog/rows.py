@@ -88,7 +88,7 @@ TORCH_ROWS = (
            fsdp_impossible=_no_shards("flattens every parameter into one vector, which "
                                       "unevenly sharded DTensors cannot be")),
     _torch("Adamax", "Adam with the infinity norm", example=_settings(lr=2e-3), elementwise=True),
-    _torch("SparseAdam", "Adam for sparse gradients (nn.Embedding(sparse=True))", toy="sparse",
+    _torch("SparseAdam", "Adam for sparse gradients (nn.Embedding(sparse=True))",
            adapter=adapters.sparse_only,
            zero_impossible=Impossible("steps sparse gradients, and ZeRO reduces dense flat "
                                       "gradients", "use Adam/AdamW"),
@@ -98,7 +98,7 @@ TORCH_ROWS = (
            "Adafactor", example=_settings(lr=1e-2), zero_loses=_FACTORED,
            fsdp_impossible=_no_shards("reduces its factored second moment in place, which "
                                       "DTensor cannot redistribute over shards")),
-    _torch("TorchMuon", "torch's Muon: 2-D parameters only", "Muon", toy="matrices",
+    _torch("TorchMuon", "torch's Muon: 2-D parameters only", "Muon",
            example=_settings(lr=0.02, weight_decay=0.01), zero_impossible=_FLAT_MUON,
            fsdp_impossible=_no_shards("runs Newton-Schulz in bfloat16 through DTensor's sharded "
                                       "products, which round differently from the whole "
@@ -119,7 +119,7 @@ NATIVE_ROWS = (
                   wrapper="MuonOptimWrapper", zero_as=ZERO_AS_MUON),
     OptimizerSpec("SophiaG", "native", "visdet_mmext.algorithms.sophia:SophiaG",
                   "SophiaG: clipped step by momentum over a Gauss-Newton-Bartlett Hessian estimate",
-                  example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1), toy="classifier",
+                  example=_settings(lr=1e-3, rho=0.04, weight_decay=0.1),
                   adapter=adapters.gnb_refresh, wrapper="SophiaOptimWrapper",
                   zero_impossible=_REFRESH, fsdp_impossible=_SOPHIA_SHARDS),
     OptimizerSpec("ADOPT", "native", "visdet_mmext.algorithms.adopt:ADOPT",

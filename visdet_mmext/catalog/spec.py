@@ -44,7 +44,7 @@ class Impossible:
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str  # the registry name users write in `optimizer=dict(type=...)`
-    provider: str  # the provider (entry point) that registers it
+    provider: str  # the provider that registers it (registry.loader.OWN_PROVIDERS)
     target: str  # "module:attribute" of the class
     doc: str  # one line for the README and `list`
     extra: str | None = None  # pip extra that brings the package
@@ -52,8 +52,6 @@ class OptimizerSpec:
     op_builder: str | None = None  # DeepSpeed op that must exist on the accelerator
     removed_in: str | None = None  # first version of the package without the class
     example: Mapping = field(default_factory=lambda: MappingProxyType({"lr": 1e-3}))
-    toy: str = "dense"  # toy problem `check` steps: "dense", "sparse" (embeddings), "matrices",
-    #                     "classifier" (a classifier naming its logits_module, for SophiaG)
     adapter: Callable | None = None  # fits an mmengine build to the optimizer (catalog.adapters)
     wrapper: str | None = None  # OptimWrapper the constructor picks instead of OptimWrapper
     hooks: tuple[str, ...] = ()  # Runner hooks the run needs, added when the optim wrapper is built
@@ -73,10 +71,6 @@ class OptimizerSpec:
     @property
     def attribute(self) -> str:
         return self.target.partition(":")[2]
-
-    @property
-    def qualified_target(self) -> str:
-        return self.target.replace(":", ".")
 
     @property
     def install_hint(self) -> str:

@@ -14,15 +14,10 @@ import logging
 import os
 from pathlib import Path
 
+from ..deepspeed.ops import extensions_root
 from . import patch, replace_attribute
 
 logger = logging.getLogger("visdet_mmext")
-
-
-def extensions_root() -> Path:
-    """Where torch builds JIT extensions (the same rule torch itself applies)."""
-    from torch.utils.cpp_extension import get_default_build_root
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
 
 
 def _held_open(path: Path) -> bool | None:

@@ -24,7 +24,7 @@ def register_deepspeed_optimizers() -> list[str]:
     from ..errors import NeedsCudaError
     from ..registry.availability import AVAILABLE, NEEDS_CUDA
     from ..registry.loader import load_providers
-    from ..registry.providers import deepspeed as provider
+    from ..registry.lazy import lazy_builder, resolve
 
     report = load_providers()
     names = []
@@ -35,13 +35,14 @@ def register_deepspeed_optimizers() -> list[str]:
         registered = OPTIMIZERS.module_dict.get(spec.name)
         if info.usable:
             try:
-                cls = provider.resolve(spec)
+                cls = resolve(spec)
             except NeedsCudaError:  # op missing on this accelerator: keep the clear lazy error
                 cls = None
             if cls is not None and registered is not cls:
                 OPTIMIZERS.register_module(name=spec.name, module=cls, force=True)
         elif registered is None:
-            OPTIMIZERS.register_module(name=spec.name, module=provider.lazy_builder(spec), force=True)
+            OPTIMIZERS.register_module(name=spec.name, module=lazy_builder(spec, OPTIMIZERS),
+                                       force=True)
         names.append(spec.name)
     return names
 

@@ -9,23 +9,13 @@ from __future__ import annotations
 import os
 import os.path as osp
 
+from visdet_mmext_cli import packaged_configs  # the command lists them without this package
+
 from ..echo import echo
 from ..errors import ConfigNotFoundError
 from ..suggest import did_you_mean
 
-CONFIG_DIR = osp.dirname(osp.abspath(__file__))
-
-
-def packaged_configs() -> dict[str, str]:
-    """name (path below this folder, no ``.py``) -> absolute path; ``_base_`` files excluded."""
-    found = {}
-    for folder, dirs, files in os.walk(CONFIG_DIR):
-        dirs[:] = sorted(d for d in dirs if d != "_base_" and not d.startswith(("_", ".")))
-        for name in sorted(files):
-            if name.endswith(".py") and not name.startswith("_"):
-                path = osp.join(folder, name)
-                found[osp.relpath(path, CONFIG_DIR)[:-3].replace(os.sep, "/")] = path
-    return found
+__all__ = ["find_config", "packaged_configs"]
 
 
 def find_config(name_or_path: str) -> str:

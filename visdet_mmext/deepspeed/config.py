@@ -66,10 +66,6 @@ def offload_optimizer_device(config: dict) -> str:
     return _device(zero_config(config).get("offload_optimizer"))
 
 
-def offload_param_device(config: dict) -> str:
-    return _device(zero_config(config).get("offload_param"))
-
-
 def offloads_optimizer(config: dict) -> bool:
     """DeepSpeed's ``zero_use_cpu_optimizer``: the optimizer steps on the CPU."""
     return offload_optimizer_device(config) in OFFLOAD_DEVICES

@@ -34,6 +34,7 @@ from ..catalog import CATALOG
 from ..catalog.spec import (ZERO_AS_ADAGRAD, ZERO_AS_ADAM, ZERO_AS_LION, ZERO_AS_MUON, ZERO_NATIVE,
                             OptimizerSpec)
 from ..errors import DeepSpeedConfigError
+from ..registry.availability import qualified_name
 from .config import (ALLOW_UNTESTED_OPTIMIZER, FORCE_DS_CPU_OPTIMIZER, offload_optimizer_device,
                      offloads_optimizer, zero_config, zero_stage)
 
@@ -79,11 +80,6 @@ class DeepSpeedOptimizerPlan:
         module, _, attribute = self.target.partition(":")
         cls = getattr(importlib.import_module(module), attribute)
         return cls(self.groups, **self.defaults)
-
-
-def qualified_name(obj_or_cls) -> str:
-    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _short(source: str) -> str:

@@ -161,6 +161,8 @@ class FullyShardStrategy(DDPStrategy):
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         optimizer = self.optim_wrapper.optimizer
+        if hasattr(optimizer, "traced_routing"):  # the checkpoint's order, before reading by it
+            optimizer.traced_routing.adopt(state_dict)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         state_dict = dict(state_dict)
         # (indices past this optimizer's parameters: its load_state_dict names the mismatch)

@@ -23,7 +23,6 @@ import logging
 from mmengine.logging import print_log
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
-from ..algorithms.shards import is_dtensor
 from ..errors import OptimizerConfigError
 from .base_constructor import base_groups, build_base
 from .checked_constructor import CheckedOptimWrapperConstructor, name_groups
@@ -83,13 +82,8 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
         routing = self.route(model, groups)
         merged, self.alternates = merge_groups(
             assign_sides(groups, routing, self.optimizer_cfg, self.base_lr, self.base_wd),
-            reserve=self.traceable(model))
+            reserve=not self.groups_fixed_early)
         return merged
-
-    def traceable(self, model) -> bool:
-        """Whether the loss graph can move parameters: groups not fixed by an engine, and
-        parameters the graph sees (FSDP2 computes with unsharded copies of its DTensors)."""
-        return not self.groups_fixed_early and not any(is_dtensor(p) for p in model.parameters())
 
     @property
     def groups_fixed_early(self) -> bool:
@@ -106,7 +100,7 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
         routing = route_parameters(model, self.rules, flags)
         for warning in routing.warnings:
             print_log(f"Muon routing: {warning}", logger="current", level=logging.WARNING)
-        if not self.traceable(model):  # no loss graph will settle what structure doubts
+        if self.groups_fixed_early:  # no loss graph will settle what structure doubts
             for doubt in routing.doubts:
                 print_log(f"Muon routing: {doubt}", logger="current", level=logging.WARNING)
             when = ""
@@ -122,13 +116,7 @@ class VisdetOptimWrapperConstructor(CheckedOptimWrapperConstructor):
         inner = getattr(model, "module", model)
         if self.routing is None:
             return wrapper
-        if self.groups_fixed_early or self.traceable(inner):
-            attach(wrapper, inner, self.routing, self.alternates, fixed=self.groups_fixed_early)
-        else:
-            print_log("Muon routing: the parameters are sharded (DTensor), and the loss graph "
-                      "reads their unsharded copies, so the structural routing trains. `visdet-mmext "
-                      "groups CONFIG --trace` shows the loss graph's routing and how to pin it.",
-                      logger="current", level=logging.INFO)
+        attach(wrapper, inner, self.routing, self.alternates, fixed=self.groups_fixed_early)
         return wrapper
 
 

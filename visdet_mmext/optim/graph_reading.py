@@ -154,10 +154,15 @@ class _Walk:
         return False
 
 
+#: Identity nodes that pass several tensors at once, output i being input i: the one
+#: DistributedDataParallel puts on a model's outputs, the one FSDP2 puts on each unit's inputs.
+_IDENTITIES = frozenset({"_DDPSink", "RegisterPostBackwardFunction"})
+
+
 def _through(node, index: int):
-    """``node`` reached through its output ``index``. DistributedDataParallel passes all of a
-    model's outputs through one identity node: through it, only the output's own input."""
-    while node is not None and op_name(node) == "_DDPSink":
+    """``node`` reached through its output ``index``; through an identity of several tensors,
+    only that output's own input (not the others')."""
+    while node is not None and op_name(node) in _IDENTITIES:
         node, index = node.next_functions[index]
     return node
 

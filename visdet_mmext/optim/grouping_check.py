@@ -14,15 +14,11 @@ them, so this check compares like with like.
 from __future__ import annotations
 
 from ..errors import CheckpointMismatchError
+from ..registry.availability import qualified_name
 
 RECORD_KEY = "visdet_mmext"  # extra top-level entry of the optimizer's state dict (torch ignores it)
 _ADVICE = ("Resume with the optimizer, constructor and paramwise_cfg of the run that wrote the "
            "checkpoint, or start from its weights only (load_from=..., resume=False).")
-
-
-def _qualified(optimizer) -> str:
-    cls = type(optimizer)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _placement(param_groups) -> dict[str, tuple[int, bool | None]]:
@@ -66,10 +62,10 @@ def _reshaped(saved_groups, saved_shapes, current_groups, limit: int = 10) -> li
 def _check(optimizer, state_dict):
     recorded = state_dict.get(RECORD_KEY) or {}
     saved_class = recorded.get("optimizer")
-    if saved_class is not None and saved_class != _qualified(optimizer):
+    if saved_class is not None and saved_class != qualified_name(optimizer):
         raise CheckpointMismatchError(
             f"The checkpoint's optimizer state was written by {saved_class}, and this run builds "
-            f"{_qualified(optimizer)}: its moments cannot be reused. {_ADVICE}")
+            f"{qualified_name(optimizer)}: its moments cannot be reused. {_ADVICE}")
     saved_groups = state_dict.get("param_groups", [])
     if all("param_names" in g for g in saved_groups):
         moves = describe_moves(saved_groups, optimizer.param_groups)
@@ -93,7 +89,7 @@ def _check(optimizer, state_dict):
 
 
 def _record_class(optimizer, state_dict):
-    state_dict.setdefault(RECORD_KEY, {}).update(optimizer=_qualified(optimizer),
+    state_dict.setdefault(RECORD_KEY, {}).update(optimizer=qualified_name(optimizer),
                                                 shapes=_shapes(optimizer.param_groups))
     return state_dict
 

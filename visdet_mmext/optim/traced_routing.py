@@ -10,9 +10,11 @@ settings are shared, so usually none is added). This watches the first training 
   one);
 - the model's forward shows it the network input (to tell the stem).
 
-Then the ranks combine their readings (bitwise OR, one all-reduce), parameters move to their
-traced side while the optimizer state is still empty (exact, nothing lost), each move is logged
-with the ``paramwise_cfg.muon`` pattern that pins it, and the hooks are removed. The optimizer's
+The graph holds the tensors the forward computed with: the parameters themselves, or, under
+FSDP2, the unsharded copies FSDP2 gathers into (``graph_params`` names them from FSDP2's own
+records). Then the ranks combine their readings (bitwise OR, one all-reduce), parameters move to
+their traced side while the optimizer state is still empty (exact, nothing lost), each move is
+logged with the ``paramwise_cfg.muon`` pattern that pins it, and the hooks are removed. The optimizer's
 state dict records the moves; loading one applies them first (a resume keeps the routing it was
 trained with, and says so if this run's graph disagrees). Where an engine fixed the groups
 already (DeepSpeed ZeRO), nothing moves: the log says what the graph found and how to pin it.
@@ -27,6 +29,7 @@ import torch
 from mmengine.logging import print_log
 
 from . import graph_reading as graph
+from .graph_params import graph_tensors
 from .grouping_check import RECORD_KEY
 from .routing import Retrace, Routing, pin_lines, retrace
 
@@ -91,9 +94,10 @@ class TracedRouting:
         for group in optimizer.param_groups:
             self.params.update(zip(group.get("param_names", ()), group["params"]))
         routes = routing.by_name()
-        self.matrices = {id(p): p for name, p in self.params.items()
+        self.matrices = {name: p for name, p in self.params.items()
                          if name in routes and len(routes[name].shape) >= 2}
-        self.names = {id(p): name for name, p in self.params.items()}
+        self.model = model
+        self.unsure: dict[str, str] = {}  # matrices the last reading may have missed: why
         self.inputs: list[torch.Tensor] = []
         self.outputs: list[torch.Tensor] = []
         self.fired: set = set()
@@ -158,16 +162,22 @@ class TracedRouting:
 
     # -- reading and deciding -------------------------------------------------------------
     def _read(self, roots, with_inputs: bool = True) -> graph.GraphReading:
-        return graph.read_graph(roots, self.matrices, self.names,
-                                self.inputs if with_inputs else ())
+        held = graph_tensors(self.matrices, self.model)
+        tensors = {i: self.matrices[name] for i, name in held.names.items()}
+        reading = graph.read_graph(roots, tensors, held.names, self.inputs if with_inputs else ())
+        # a matrix whose graph tensor is unknown is sure after all where the graph holds it itself
+        self.unsure = {name: why for name, why in held.unsure.items()
+                       if not reading.bits.get(name, 0) & graph.REACHED}
+        return reading
 
-    def _combined(self, reading: graph.GraphReading) -> tuple[dict[str, int], bool] | None:
-        """Every rank's bits, OR-ed (max per bit) in one all-reduce; this rank's alone when
-        not distributed; None when the ranks route different parameters."""
+    def _combined(self, reading: graph.GraphReading) -> tuple[dict[str, int], bool, bool] | None:
+        """Every rank's bits, whether it knew the stems and whether some matrix's graph tensor
+        was unknown, OR-ed (max per bit) in one all-reduce; this rank's alone when not
+        distributed; None when the ranks route different parameters."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()
                 and torch.distributed.get_world_size() > 1):
-            return reading.bits, reading.stems_known
-        names = sorted(self.names[i] for i in self.matrices)
+            return reading.bits, reading.stems_known, bool(self.unsure)
+        names = sorted(self.matrices)
         device = torch.device("cpu")
         if torch.distributed.get_backend() == "nccl":
             device = torch.device("cuda", torch.cuda.current_device())
@@ -175,6 +185,7 @@ class TracedRouting:
         rows = [[bool(reading.bits.get(name, 0) & (1 << b)) for b in range(graph.BITS)]
                 for name in names]
         rows.append([reading.stems_known] * graph.BITS)
+        rows.append([bool(self.unsure)] * graph.BITS)
         rows.append([signature, -signature] + [0] * (graph.BITS - 2))
         table = torch.tensor(rows, dtype=torch.int64, device=device)
         torch.distributed.all_reduce(table, op=torch.distributed.ReduceOp.MAX)
@@ -183,7 +194,7 @@ class TracedRouting:
             return None
         bits = {name: sum(1 << b for b, on in enumerate(row) if on)
                 for name, row in zip(names, table)}
-        return bits, bool(table[-2][0])
+        return bits, bool(table[-3][0]), bool(table[-2][0])
 
     def _conclude(self, reading: graph.GraphReading) -> None:
         combined = self._combined(reading)
@@ -192,10 +203,17 @@ class TracedRouting:
                        "combined; the structural routing stays (every rank must build the same "
                        "model)")
             return
-        bits, known = combined
-        if not any(bits.get(self.names[i], 0) & graph.REACHED for i in self.matrices):
+        bits, known, unsure = combined
+        if unsure:
+            shown = "; ".join(f"{name}: {why}" for name, why in list(self.unsure.items())[:5])
+            self._stop(f"the loss graph computes with copies of sharded parameters that cannot "
+                       f"be matched to the optimizer's ({shown or 'on another rank'}), so the "
+                       "structural routing stays. `visdet-mmext groups CONFIG --trace` shows the "
+                       "loss graph's routing on the unsharded model and how to pin it")
+            return
+        if not any(bits.get(name, 0) & graph.REACHED for name in self.matrices):
             self._stop("the loss graph reaches none of the optimizer's matrices (a wrapper that "
-                       "swaps parameters, such as a sharding one?), so the structural routing "
+                       "computes with copies of the parameters?), so the structural routing "
                        "stays")
             return
         result = retrace(self.structural, bits, known)
@@ -284,6 +302,7 @@ class TracedRouting:
         if self.wrapper is not None and "backward" in vars(self.wrapper):
             del self.wrapper.backward
         self.inputs, self.outputs, self.fired, self.forward_reading = [], [], set(), None
+        self.model = None
 
     # -- checkpoints ----------------------------------------------------------------------
     def _record(self, optimizer, state_dict):
@@ -292,10 +311,15 @@ class TracedRouting:
         return state_dict
 
     def _adopt(self, optimizer, state_dict):
-        """Before the state is loaded: put every parameter where the checkpoint had it."""
+        self.adopt(state_dict)
+        return None
+
+    def adopt(self, state_dict: dict) -> None:
+        """Before the state is loaded: put every parameter where the checkpoint had it (the
+        optimizer's load hook; a caller that reads the state by position calls it first)."""
         record = (state_dict.get(RECORD_KEY) or {}).get(ROUTING)
         if record is None and not state_dict.get("state"):
-            return None  # nothing trained yet: the loss graph may still decide
+            return  # nothing trained yet: the loss graph may still decide
         moved = dict(record.get("moved", {})) if record else {}
         structural = self.structural.by_name()
         for name in self.alternates:
@@ -304,7 +328,6 @@ class TracedRouting:
             self.state = RESUMED
             _log(f"resumed with the checkpoint's routing ({len(self.moved)} tensor(s) moved from "
                  "the structural one by its loss graph); this run's graph is only compared")
-        return None
 
 
 def attach(wrapper, model, routing: Routing, alternates: dict[str, int],

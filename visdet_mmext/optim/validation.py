@@ -23,8 +23,9 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMI
 
 from ..catalog import CATALOG
 from ..echo import echo
-from ..errors import OptimizerConfigError
+from ..errors import NeedsCudaError, OptimizerConfigError
 from ..registry.availability import NEEDS_CUDA
+from ..registry.lazy import resolve_registered
 from ..registry.loader import load_providers
 from ..registry.scopes import warn_if_shadowed
 from ..suggest import closest_names, did_you_mean
@@ -159,7 +160,10 @@ def resolve_optimizer_type(optimizer_type):
         found = registry.get(optimizer_type)
     if found is not None:
         warn_if_shadowed(OPTIMIZERS, registry, optimizer_type)
-        return found
+        try:  # an optional package is imported here, to check the settings against its class
+            return resolve_registered(found)
+        except NeedsCudaError:  # check_device refuses it, naming the model's device
+            return found
     info = load_providers().availability(optimizer_type)
     if optimizer_type in CATALOG and info is not None:
         spec = CATALOG[optimizer_type]
@@ -172,13 +176,11 @@ def resolve_optimizer_type(optimizer_type):
 
 
 def signature_parameters(optimizer_cls) -> dict[str, inspect.Parameter] | None:
-    """Keyword parameters the optimizer accepts; None when unknown (``**kwargs``, lazy builders).
+    """Keyword parameters the optimizer accepts; None when unknown (``**kwargs``).
 
     A catalog row marked ``swallows_kwargs`` (pytorch-optimizer's classes put unknown keywords in
     the param groups and ignore them) is checked against its named parameters.
     """
-    if getattr(optimizer_cls, "lazy_spec", None) is not None:
-        return None  # a lazy DeepSpeed builder: do not import DeepSpeed just to check
     try:
         parameters = inspect.signature(optimizer_cls).parameters
     except (TypeError, ValueError):

@@ -1,7 +1,8 @@
-"""Registration: every provider (entry point) registers its catalog rows into mmengine's OPTIMIZERS.
+"""Registration: every provider registers its catalog rows into mmengine's OPTIMIZERS.
 
-``load_providers()`` runs them once and returns the :class:`Report` of what is available here and
-why the rest is not; ``probe`` resolves lazy names and takes real steps (``list``/``check``).
+``load_providers()`` runs them once (this package's, then third-party entry points) and returns
+the :class:`Report` of what is available here and why the rest is not; ``lazy`` holds the names of
+packages not imported yet; ``probe`` resolves DeepSpeed's ops and takes real steps (``list``/``check``).
 """
 from .availability import Availability
 from .loader import Report, load_providers

@@ -26,7 +26,9 @@ class Availability:
 
 
 def qualified_name(obj) -> str:
-    return f"{obj.__module__}.{obj.__qualname__}"
+    """``module.QualName`` of a class or function, or of an instance's class."""
+    named = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def import_failure(error: BaseException, package: str) -> tuple[str, str]:

@@ -1,10 +1,11 @@
-"""Runs every provider of the ``visdet_mmext.optimizers`` entry-point group, once.
+"""Runs this package's optimizer providers, then every third-party one, once.
 
-A provider is any callable ``register(registry)`` declared under that group by any installed
-distribution; it registers optimizers into mmengine's root ``OPTIMIZERS`` and may return a
-``{name: Availability}`` mapping. The loader keeps a report of what registered, what is
-missing and why. A provider that raises is reported, not fatal, unless
-``VISDET_MMEXT_STRICT=1``. Names in the catalog cannot be taken over by other providers.
+A provider is a callable ``register(registry)``: it registers optimizers into mmengine's root
+``OPTIMIZERS`` and may return a ``{name: Availability}`` mapping. This package's own providers are
+listed here (``OWN_PROVIDERS``, in the order they run); any other installed distribution adds one
+by declaring an entry point in the group ``visdet_mmext.optimizers``. The loader keeps a report of
+what registered, what is missing and why. A provider that raises is reported, not fatal, unless
+``VISDET_MMEXT_STRICT=1``. Names in the catalog cannot be taken over by third-party providers.
 """
 from __future__ import annotations
 
@@ -22,18 +23,10 @@ from .availability import AVAILABLE, IMPORT_ERROR, MISSING_PACKAGE, REMOVED, Ava
 ENTRY_POINT_GROUP = "visdet_mmext.optimizers"
 DISTRIBUTION = "visdet-mmext"
 STRICT_ENV = "VISDET_MMEXT_STRICT"
-#: Our providers in the order they must run (torch names first, bitsandbytes after native).
-OWN_PROVIDERS = {
-    "torch": "visdet_mmext.registry.providers.torch:register",
-    "native": "visdet_mmext.registry.providers.native:register",
-    "dadaptation": "visdet_mmext.registry.providers.dadaptation:register",
-    "transformers": "visdet_mmext.registry.providers.transformers:register",
-    "schedulefree": "visdet_mmext.registry.providers.schedulefree:register",
-    "prodigyopt": "visdet_mmext.registry.providers.prodigyopt:register",
-    "pytorch_optimizer": "visdet_mmext.registry.providers.pytorch_optimizer:register",
-    "bitsandbytes": "visdet_mmext.registry.providers.bitsandbytes:register",
-    "deepspeed": "visdet_mmext.registry.providers.deepspeed:register",
-}
+#: This package's providers in the order they must run (torch names first, bitsandbytes after
+#: native): ``registry.providers.<name>:register``.
+OWN_PROVIDERS = ("torch", "native", "dadaptation", "transformers", "schedulefree", "prodigyopt",
+                 "pytorch_optimizer", "bitsandbytes", "deepspeed")
 
 logger = logging.getLogger("visdet_mmext")
 
@@ -78,23 +71,14 @@ _lock = threading.Lock()
 _report: Report | None = None
 
 
-def _entry_points() -> tuple[list[metadata.EntryPoint], list[str]]:
+def _entry_points() -> list[metadata.EntryPoint]:
     """Our own providers first (fixed order), then third-party ones sorted by name."""
-    found = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    own = {ep.name: ep for ep in found if ep.dist is not None and ep.dist.name == DISTRIBUTION}
-    notes = []
-    if not own:  # running from a source tree without `pip install -e .`
-        notes.append(f"{DISTRIBUTION} is not installed; using its built-in provider list")
-    elif {name: ep.value for name, ep in own.items()} != OWN_PROVIDERS:
-        # an editable install whose metadata predates a move of the providers
-        notes.append(f"{DISTRIBUTION}'s installed entry points are out of date (reinstall it); "
-                     "using its built-in provider list")
-        own = {}
-    ordered = [own.get(name) or metadata.EntryPoint(name, value, ENTRY_POINT_GROUP)
-               for name, value in OWN_PROVIDERS.items()]
-    others = sorted((ep for ep in found if ep.dist is None or ep.dist.name != DISTRIBUTION),
-                    key=lambda ep: ep.name)
-    return ordered + others, notes
+    own = [metadata.EntryPoint(name, f"{__package__}.providers.{name}:register", ENTRY_POINT_GROUP)
+           for name in OWN_PROVIDERS]
+    # an install made before this package stopped declaring its own entry points still lists them
+    others = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
+              if ep.dist is None or ep.dist.name != DISTRIBUTION]
+    return own + sorted(others, key=lambda ep: ep.name)
 
 
 def _run_provider(entry_point, registry, report: Report, strict: bool) -> None:
@@ -166,7 +150,7 @@ def load_providers(*, reload: bool = False) -> Report:
 
         strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
         report = Report()
-        entry_points, report.notes = _entry_points()
+        entry_points = _entry_points()
         for entry_point in entry_points[:len(OWN_PROVIDERS)]:
             _run_provider(entry_point, OPTIMIZERS, report, strict)
         owned = {name: (OPTIMIZERS.module_dict.get(name), report.names.get(name)) for name in CATALOG}

@@ -1,7 +1,7 @@
 """Deep availability checks for ``python -m visdet_mmext list`` and ``check``.
 
-Import time registers DeepSpeed lazily and trusts what it cannot see cheaply; here every
-lazy name is resolved for real (DeepSpeed imported, its op looked up on this accelerator),
+Import time registers optional packages lazily and trusts what it cannot see cheaply; here a
+DeepSpeed name is resolved for real (DeepSpeed imported, its op looked up on this accelerator),
 and ``take_one_step`` builds an optimizer through mmengine and steps it once.
 """
 from __future__ import annotations
@@ -12,17 +12,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..catalog import CATALOG
+from ..catalog import CATALOG, adapters
 from ..errors import NeedsCudaError
 from .availability import AVAILABLE, IMPORT_ERROR, NEEDS_CUDA, Availability, qualified_name
+from .lazy import resolve
 
 
 def resolve_lazy(name: str, info: Availability, registered) -> Availability:
-    """Resolve a lazily registered builder to its class, or explain why it cannot run here."""
+    """For a lazily registered DeepSpeed op, whether this accelerator has it (imports DeepSpeed).
+
+    Other lazy names keep what registration found without importing their package.
+    """
     spec = getattr(registered, "lazy_spec", None)
-    if spec is None or info.status != AVAILABLE:
+    if spec is None or spec.op_builder is None or info.status != AVAILABLE:
         return info
-    from .providers.deepspeed import resolve
     try:
         cls = resolve(spec)
     except NeedsCudaError as error:
@@ -56,16 +59,16 @@ class _Classifier(nn.Sequential):
         return self[-1]
 
 
-def _toy_problem(toy: str):
-    """A model and its loss for the catalog's toy kinds: dense, sparse (embeddings), matrices,
-    classifier (names its logits module)."""
+def _toy_problem(sparse: bool):
+    """A model and its loss: a sparse embedding for optimizers that step only sparse gradients,
+    else a bias-free classifier (only matrices, for torch's Muon) that names its logits module
+    (SophiaG reads it)."""
     torch.manual_seed(0)
-    if toy == "sparse":
+    if sparse:
         model = _SparseModel()
         tokens = torch.randint(0, 32, (16,))
         return model, lambda: model(tokens)
-    bias = toy != "matrices"  # e.g. torch's Muon takes only 2-D parameters
-    model = _Classifier(nn.Linear(8, 16, bias=bias), nn.ReLU(), nn.Linear(16, 4, bias=bias))
+    model = _Classifier(nn.Linear(8, 16, bias=False), nn.ReLU(), nn.Linear(16, 4, bias=False))
     inputs, targets = torch.randn(32, 8), torch.randint(0, 4, (32,))
     return model, lambda: nn.functional.cross_entropy(model(inputs), targets)
 
@@ -80,7 +83,7 @@ def take_one_step(name: str) -> StepResult:
     from mmengine.optim import build_optim_wrapper
     spec = CATALOG.get(name)
     settings = dict(spec.example) if spec is not None else {}
-    model, compute_loss = _toy_problem(spec.toy if spec is not None else "dense")
+    model, compute_loss = _toy_problem(spec is not None and spec.adapter is adapters.sparse_only)
     start = time.perf_counter()
     try:
         wrapper = build_optim_wrapper(model, dict(optimizer=dict(type=name, **settings)))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from onebit_launch import torchrun
-from visdet_mmext.algorithms.onebit.compression import pack_signs, unpack_signs
+from visdet_mmext.algorithms.onebit.compression import ChunkLayout, TorchCodec, pack_signs
 
 SHAPES = [(1,), (7,), (33, 5), (64, 64), (3, 3, 3, 3), (1000,), (9, 16)]  # as in the job
 TOL = 1e-6
@@ -24,7 +24,9 @@ def test_signs_are_packed_like_numpy_packbits():
     packed = pack_signs(bits)
     assert packed.dtype == torch.uint8 and packed.shape == (3, 8)
     assert np.array_equal(packed.numpy(), np.packbits(bits.numpy(), axis=-1))
-    assert torch.equal(unpack_signs(packed), bits.to(torch.uint8))
+    # and read back by the torch implementation's table (one row of +-1 per byte value)
+    table = TorchCodec(ChunkLayout([64], 1)).signs_of_byte
+    assert torch.equal(table[packed.long()].view(3, 64), bits.float() * 2 - 1)
 
 
 def chunk_sizes(world):
@@ -120,8 +122,10 @@ def check_round(rounds, world, r):
 
 @pytest.mark.slow
 def test_compressed_allreduce_matches_the_float64_procedure(tmp_path):
+    """Both implementations: the C kernels (CPU) and the torch operations (any device)."""
     torchrun("compression_job.py", 4, tmp_path)
-    for tag, world in (("world4", 4), ("pair", 2)):
+    for tag, world in [(f"{group}_{codec}", world) for group, world in (("world4", 4), ("pair", 2))
+                       for codec in ("native", "torch")]:
         rounds = [torch.load(tmp_path / f"{tag}_rank{rank}.pt", weights_only=True)
                   for rank in range(world)]
         for r in range(len(rounds[0])):

@@ -35,3 +35,28 @@ def test_coordinates_without_a_warmup_gradient_stay_put_after_the_freeze():
         moved = (embedding.weight - start).abs().amax(dim=1)
         assert moved[7] == 0, type(optimizer).__name__
         assert moved[:3].min() > 0
+
+
+def test_lamb_warmup_is_the_packages_lamb_to_the_bit():
+    """Unclipped trust ratio: the warm-up is LAMB's per-tensor path, bit for bit (its C kernel
+    and foreach path round differently, which training amplifies: the 2-process twin test
+    compares against that path too)."""
+    from visdet_mmext.algorithms.lamb import LAMB
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(8, 3, 3, 3), (16,), (10, 16)]
+    start = [torch.randn(s, generator=generator) for s in shapes]
+    grads = [[torch.randn(s, generator=generator) * 10.0 ** -k for s in shapes] for k in range(6)]
+    settings = dict(lr=2e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
+    finals = []
+    for make in (lambda p: OnebitLamb(p, freeze_step=100, min_coeff=0.0, max_coeff=1e30,
+                                      **settings),
+                 lambda p: LAMB(p, fast=False, foreach=False, **settings)):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        optimizer = make(params)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+        finals.append([p.detach() for p in params])
+    for ours, theirs in zip(*finals):
+        assert torch.equal(ours, theirs)

@@ -53,7 +53,7 @@ class OnebitAdam(OnebitOptimizer):
 
     def update(self, t: int) -> None:
         warmup = t <= self.freeze_step
-        params, momenta = [], []
+        params = []
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -65,9 +65,8 @@ class OnebitAdam(OnebitOptimizer):
                 if warmup:
                     state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 params.append(p)
-                momenta.append(state["exp_avg"])
         if not warmup:
-            self.compressed_average(params, momenta)
+            self.compressed_average("exp_avg")
             mask_unseen(params, self.state, self.unseen)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -77,10 +76,11 @@ class OnebitAdam(OnebitOptimizer):
                     adam_step(p, self.state[p], group, bc1, bc2)
 
 
-def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = None) -> None:
-    """Zero the momentum where the variance is exactly 0 (no gradient in the warm-up, e.g. unused
-    embedding rows): one bit cannot send a zero, and the step there would be m / eps. DeepSpeed
-    asked for an ``exp_avg_mask`` param-group key for this.
+def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = None,
+                key: str = "exp_avg") -> None:
+    """Zero the momentum (``key``) where the variance is exactly 0 (no gradient in the warm-up,
+    e.g. unused embedding rows): one bit cannot send a zero, and the step there would be m / eps.
+    DeepSpeed asked for an ``exp_avg_mask`` param-group key for this.
 
     ``frozen`` caches the masks (None where there is no zero) while the variance cannot change.
     """
@@ -93,7 +93,7 @@ def mask_unseen(params: list[torch.Tensor], state: dict, frozen: dict | None = N
         else:
             mask = frozen[p]
         if mask is not None:
-            state[p]["exp_avg"].masked_fill_(mask, 0.0)
+            state[p][key].masked_fill_(mask, 0.0)
 
 
 def update_moments(state: dict, grad: torch.Tensor, beta1: float, beta2: float) -> None:

@@ -72,6 +72,8 @@ class OnebitOptimizer(Optimizer):
         self.onebit: dict = {"step": 0}  # saved with the state dict; subclasses add their counters
         self._layout: ChunkLayout | None = None
         self._layout_params: list[Tensor] = []
+        self._flat: Tensor | None = None  # the exchange buffer (see compressed_average)
+        self._views: list[Tensor] = []
         self.errors: dict[str, Tensor] = {}
         self._gathered: list[dict] | None = None  # every rank's local state, on rank 0
         self.unseen: dict = {}  # param -> where the frozen variance is 0 (adam.mask_unseen)
@@ -137,31 +139,49 @@ class OnebitOptimizer(Optimizer):
         return p.grad
 
     # -- the compressed average ---------------------------------------------------------
-    def compressed_average(self, params: list[Tensor], tensors: list[Tensor]) -> None:
-        """Average ``tensors`` (one per parameter of ``params``) over the ranks, 1-bit compressed.
+    def compressed_average(self, key: str) -> None:
+        """Average ``self.state[p][key]`` of every trained parameter over the ranks, 1-bit
+        compressed, in place.
 
-        ``params`` must be the same list at every call (the layout and errors follow it).
+        These tensors become views of one flat exchange buffer (copied in once; again after a
+        load or wherever a state tensor was replaced), so the exchange never copies per tensor.
         """
         if self.world_size == 1:
             return
+        views = self.exchange_views()
+        for p, view in zip(self._layout_params, views):  # identity checks only
+            state = self.state[p]
+            if state[key] is not view:
+                view.copy_(state[key])
+                state[key] = view
+        layout = self._layout
+        if not self.errors:
+            self.errors = {"worker_error": torch.zeros(layout.world, layout.width,
+                                                       device=layout.device),
+                           "server_error": torch.zeros(layout.width, device=layout.device)}
+        if (self.errors["worker_error"].shape != (layout.world, layout.width)
+                or self.errors["server_error"].shape != (layout.width,)):
+            raise ValueError(f"{type(self).__name__}: the loaded error buffers do not fit this "
+                             "model's parameters (was the checkpoint saved for another model?)")
+        compressed_allreduce(self._flat, self.errors["worker_error"],
+                             self.errors["server_error"], layout, self.process_group)
+
+    def exchange_views(self) -> list[Tensor]:
+        """Each trained parameter's slot (shaped like it, float32) in the flat exchange buffer,
+        in :meth:`trained_params` order; the layout follows the parameters of the first call."""
+        params = self.trained_params()
         if self._layout is None:
-            self._layout_params = list(params)
+            self._layout_params = params
             self._layout = ChunkLayout([p.numel() for p in params], self.world_size,
                                        params[0].device)
+            self._flat = torch.zeros(self._layout.flat_numel, device=params[0].device)
+            self._views = [view.view(p.shape) for view, p in
+                           zip(self._layout.views(self._flat), params)]
         elif [id(p) for p in params] != [id(p) for p in self._layout_params]:
             raise RuntimeError(f"{type(self).__name__}: the set of trained parameters changed "
                                "during the compression stage; its error buffers follow the set "
                                "it started with")
-        layout = self._layout
-        device = params[0].device
-        if not self.errors:
-            self.errors = {"worker_error": torch.zeros(layout.world, layout.width, device=device),
-                           "server_error": torch.zeros(layout.width, device=device)}
-        if self.errors["worker_error"].shape != (layout.world, layout.width):
-            raise ValueError(f"{type(self).__name__}: the loaded error buffers do not fit this "
-                             "model's parameters (was the checkpoint saved for another model?)")
-        compressed_allreduce(tensors, self.errors["worker_error"], self.errors["server_error"],
-                             layout, self.process_group)
+        return self._views
 
     # -- checkpoints ----------------------------------------------------------------------
     def _split_local(self, state: dict) -> dict:
@@ -230,6 +250,7 @@ class OnebitOptimizer(Optimizer):
         super().load_state_dict(state_dict)
         self.onebit = onebit
         self._layout, self._layout_params, self.unseen = None, [], {}
+        self._flat, self._views = None, []
         device = next((p.device for p in self.trained_params()), torch.device("cpu"))
         self.errors = {key: value.to(device=device, dtype=torch.float32)
                        for key, value in own["errors"].items()} if exact else {}

@@ -28,7 +28,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from .adam import adam_state, bias_corrections, mask_unseen, update_moments
+from ..lamb import lamb_direction
+from .adam import adam_state, bias_corrections, mask_unseen
 from .base import OnebitOptimizer, check_adam_settings, check_step_count, require
 
 
@@ -84,10 +85,10 @@ class OnebitLamb(OnebitOptimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = bias_corrections(group, t, t)
+            hp = (group["lr"], group["weight_decay"], beta1, beta2, group["eps"], bc1, bc2)
             for p, grad in self.local_gradients(group):
                 state = lamb_state(self.state[p], p)
-                update_moments(state, grad, beta1, beta2)
-                update = lamb_update(p, state["exp_avg"], state["exp_avg_sq"], group, bc1, bc2)
+                update = lamb_direction(p, grad, state["exp_avg"], state["exp_avg_sq"], hp)
                 ratio, defined = trust_ratio(p, update)
                 ratio = ratio.clamp(group["min_coeff"], group["max_coeff"]).where(defined, 1.0)
                 blend = torch.where(defined, 1 - self.coeff_beta, 0.0)
@@ -98,7 +99,7 @@ class OnebitLamb(OnebitOptimizer):
                     state["exp_avg_sq_fresh"] = state["exp_avg_sq"].clone()
 
     def _compression_step(self, t: int) -> None:
-        params, momenta, previous = [], [], []
+        params, previous = [], []
         for group in self.param_groups:
             beta1 = group["betas"][0]
             for p in group["params"]:
@@ -109,8 +110,7 @@ class OnebitLamb(OnebitOptimizer):
                 previous.append(state["exp_avg"].clone())
                 state["exp_avg"].lerp_(self.grad_or_zero(p), 1 - beta1)
                 params.append(p)
-                momenta.append(state["exp_avg"])
-        self.compressed_average(params, momenta)
+        self.compressed_average("exp_avg")
         mask_unseen(params, self.state, self.unseen)
         last = dict(zip(map(id, params), previous))
         for group in self.param_groups:
@@ -149,13 +149,6 @@ def lamb_state(state: dict, p: Tensor) -> dict:
         state["trust_weight"] = torch.zeros((), device=p.device)
         state["last_factor"] = torch.ones((), device=p.device)
     return state
-
-
-def lamb_update(p: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, group: dict, bc1: float,
-                bc2_sqrt: float) -> Tensor:
-    """``(m / bc1) / (sqrt(v) / bc2 + eps) + wd * p`` (in visdet_mmext.optim.LAMB's order)."""
-    update = exp_avg / (exp_avg_sq.sqrt() / bc2_sqrt + group["eps"]) / bc1
-    return update.add_(p, alpha=group["weight_decay"])
 
 
 def trust_ratio(p: Tensor, update: Tensor) -> tuple[Tensor, Tensor]:

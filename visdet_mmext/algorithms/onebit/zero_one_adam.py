@@ -90,6 +90,7 @@ class ZeroOneAdam(OnebitOptimizer):
 
     def _adam_step(self, t: int) -> None:
         self.onebit["var_updates"] += 1
+        self.unseen.clear()  # the variance changes: masks of its zeros are found again
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bc1, bc2 = self._bias_corrections(group, t)
@@ -100,35 +101,37 @@ class ZeroOneAdam(OnebitOptimizer):
 
     def _onebit_step(self, t: int) -> None:
         sync = self.is_sync_step(t)
-        params, means = [], []
+        # the momentum sums live in the exchange buffer: averaged where they are
+        slots = iter(self.exchange_views()) if self.world_size > 1 else None
+        params = []
         for group in self.param_groups:
             beta1 = group["betas"][0]
             bc1, bc2 = self._bias_corrections(group, t)
             for p in group["params"]:
                 if not p.requires_grad:
                     continue
+                slot = next(slots) if slots is not None else None
                 state = adam_state(self.state[p], p)
                 if "momentum_sum" not in state:  # first step of an interval
-                    state["momentum_sum"] = torch.zeros_like(p)
+                    state["momentum_sum"] = torch.zeros_like(p) if slot is None else slot.zero_()
                     state["lr_sum"] = 0.0
                     state["decay"] = 1.0
                     if not sync:  # a local step moves p: remember where the interval starts
                         state["anchor"] = p.detach().clone()
                 state["exp_avg"].lerp_(self.grad_or_zero(p), 1 - beta1)
-                mask_unseen([p], self.state)
+                mask_unseen([p], self.state, self.unseen)
                 state["momentum_sum"].add_(state["exp_avg"], alpha=group["lr"] / bc1)
                 state["lr_sum"] += group["lr"]
                 state["decay"] *= 1 - group["lr"] * group["weight_decay"]
                 if sync:
                     params.append(p)
-                    means.append(state["momentum_sum"].div_(state["lr_sum"] or 1.0))
+                    state["momentum_sum"].div_(state["lr_sum"] or 1.0)  # the interval's mean
                 else:
                     self._move(p, state, group, bc2, state["momentum_sum"], 1.0)
         if not sync:
             return
-        self.compressed_average(params, means)
-        for p, mean in zip(params, means):
-            mean.masked_fill_(self.state[p]["exp_avg_sq"] == 0, 0.0)
+        self.compressed_average("momentum_sum")
+        mask_unseen(params, self.state, self.unseen, "momentum_sum")
         for group in self.param_groups:
             bc1, bc2 = self._bias_corrections(group, t)
             for p in group["params"]:

@@ -1,1 +1,1 @@
-"""One provider per outside package; each is an entry point of group ``visdet_mmext.optimizers``."""
+"""One provider per outside package (``registry.loader.OWN_PROVIDERS`` lists them in order)."""

@@ -1,37 +1,42 @@
 """Provider: every class of ``bitsandbytes.optim``.
 
-Catalog rows keep their names (``bnb_`` prefix where torch or this package owns the name);
-a class that a newer bitsandbytes adds is registered by the same rule and reported as extra.
+Catalog rows keep their names (``bnb_`` prefix where torch or this package owns the name). When
+bitsandbytes is already imported (mmengine.optim imports it), a class that a newer bitsandbytes
+adds is registered by the same rule and reported as extra; finding those needs the import, which
+this provider does not make itself.
 """
+import importlib.metadata
 import inspect
+import sys
 
 import torch
 from packaging.version import Version
 
 from ..availability import NEEDS_CUDA, Availability
 from ...catalog import BNB_PREFIXED, CATALOG, FIXED_NAMES
-from .base import import_package, register_fixed, register_rows
+from .base import register_fixed, register_package
 
 #: First release whose optimizers step on CPU tensors.
 CPU_SUPPORT_SINCE = Version("0.50")
 
 
 def register(registry):
+    report = register_package(registry, "bitsandbytes", "bitsandbytes")
     rows = CATALOG.rows_of("bitsandbytes")
-    bnb, failed = import_package("bitsandbytes", "bitsandbytes", rows)
-    if bnb is None:
-        return failed
-    report = register_rows(registry, rows, "bitsandbytes")
-    cpu_ok = Version(bnb.__version__) >= CPU_SUPPORT_SINCE
+    if not any(report[spec.name].usable for spec in rows):
+        return report
+    version = importlib.metadata.version("bitsandbytes")
+    cpu_ok = Version(version) >= CPU_SUPPORT_SINCE
     if not torch.cuda.is_available():
         for spec in rows:
             if report[spec.name].usable and (not cpu_ok or spec.cuda_only):
-                why = (f"bitsandbytes {bnb.__version__} has no CPU optimizers (>= 0.50 has)"
+                why = (f"bitsandbytes {version} has no CPU optimizers (>= 0.50 has)"
                        if not cpu_ok else "its kernel fails on bitsandbytes' CPU backend")
                 report[spec.name] = Availability(NEEDS_CUDA, why, report[spec.name].resolved,
                                                  "bitsandbytes")
+    optim = sys.modules.get("bitsandbytes.optim")
     known = {spec.attribute for spec in rows}
-    for name, cls in inspect.getmembers(bnb.optim, inspect.isclass):
+    for name, cls in inspect.getmembers(optim, inspect.isclass) if optim is not None else ():
         if name in known or not issubclass(cls, torch.optim.Optimizer):
             continue
         registry_name = f"bnb_{name}" if name in BNB_PREFIXED or name in FIXED_NAMES else name
