@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import visdet_mmext.demo  # noqa: F401
+from damage import deep_lists, pickle_of, rewrite
 from demo_utils import CONFIGS, cli_options
 from visdet_mmext.checkpoint import integrity, safe_torch_load
 from visdet_mmext.errors import CorruptCheckpointError
@@ -30,27 +31,8 @@ def trained(adamw_run):
     return adamw_run / "iter_2.pth"
 
 
-def _records(path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as archive:
-        return {info.filename: archive.read(info) for info in archive.infolist()}
-
-
-def _rewrite(source, target, replace=None, extra=None, compress=()):
-    """A copy of a torch zip checkpoint with records replaced or added (stored, as torch does,
-    except the names in ``compress``)."""
-    records = _records(source)
-    folder = next(iter(records)).split("/")[0]
-    records.update({f"{folder}/{k}": v for k, v in (replace or {}).items()})
-    records.update(extra or {})
-    with zipfile.ZipFile(target, "w") as archive:
-        for name, data in records.items():
-            kind = zipfile.ZIP_DEFLATED if name.rsplit("/", 1)[-1] in compress else zipfile.ZIP_STORED
-            archive.writestr(name, data, compress_type=kind)
-    return target
-
-
 def extra_record(source, target):
-    return _rewrite(source, target, extra={"elsewhere/data.pkl": b"\x80\x02N."})
+    return rewrite(source, target, extra={"elsewhere/data.pkl": b"\x80\x02N."})
 
 
 def many_records(source, target):
@@ -70,7 +52,7 @@ def many_records(source, target):
 
 def declared_bomb(source, target):
     """A compressed record whose directory entry declares 2 GiB once inflated."""
-    _rewrite(source, target, compress=("byteorder",))
+    rewrite(source, target, compress=("byteorder",))
     data = bytearray(open(target, "rb").read())
     with zipfile.ZipFile(target) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith("/byteorder"))
@@ -98,18 +80,8 @@ def bad_array(source, target):
     return target
 
 
-def _pickle_of(body: bytes) -> bytes:
-    return b"\x80\x02}(X\x04\x00\x00\x00metaq\x00" + body + b"u."
-
-
-def deep_lists(source, target):
-    depth = 200_000
-    return _rewrite(source, target,
-                    replace={"data.pkl": _pickle_of(b"]" * depth + b"a" * (depth - 1))})
-
-
 def self_containing(source, target):
-    return _rewrite(source, target, replace={"data.pkl": _pickle_of(b"]q\x01h\x01a")})
+    return rewrite(source, target, replace={"data.pkl": pickle_of(b"]q\x01h\x01a")})
 
 
 MALFORMED = {
@@ -133,7 +105,7 @@ def test_malformed_checkpoint_is_refused_by_the_loader(trained, tmp_path, case):
 
 
 def test_a_compressed_record_within_bounds_is_checked_and_loads(trained, tmp_path):
-    path = _rewrite(trained, tmp_path / "repacked.pth", compress=("byteorder", "version"))
+    path = rewrite(trained, tmp_path / "repacked.pth", compress=("byteorder", "version"))
     assert integrity.problem(path) is None
     assert safe_torch_load(path, map_location="cpu")["meta"]["iter"] == 2
 

@@ -216,6 +216,12 @@ HOSTILE = [
     ("adamw", "train_dataloader = dict(collate_fn=dict(type='default_colate'))",
      "Did you mean default_collate"),
     ("adamw", "load_from = '/'", "is a directory"),
+    ("adamw", "optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3), "
+              "paramwise_cfg=dict(norm_decay_mult=0.0))",
+     "paramwise_cfg.norm_decay_mult=0.0 multiplies the optimizer's weight_decay"),
+    ("adamw", "optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3), "
+              "paramwise_cfg=dict(custom_keys={'head': dict(decay_mult=0.5)}))",
+     "custom_keys['head'].decay_mult=0.5 multiplies the optimizer's weight_decay"),
 ]
 ZERO_CASES = [pytest.param(*case, marks=pytest.mark.deepspeed) for case in [
     ("zero", "strategy = dict(zero_optimization=dict(stage='two'))",
@@ -293,6 +299,8 @@ def test_unreadable_cfg_options_are_a_usage_error(tmp_path, capsys, option):
     ("train_cfg.max_iters=1000000000000000000000000000000", "more than any run can reach"),
     ("train_dataloader.batch_size=1099511627776", "more than any run can reach"),
     ("val_dataloader.batch_size=-3", "must be a positive integer"),
+    ("train_dataloader.dataset.num_train=0",
+     "train_dataloader yields no batch: its dataset (DemoShapes) holds no samples"),
 ])
 def test_run_settings_that_would_train_nothing_or_fail_later(tmp_path, capsys, option, expected):
     code = train_tool.main([ADAMW, "--cfg-options", *cli_options(iters=2),

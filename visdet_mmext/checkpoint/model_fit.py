@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..errors import CheckpointMismatchError
-from .resume import NUMBERED, weights_only_advice
+from ..errors import CheckpointError, CheckpointMismatchError
+from .resume import NUMBERED, WEIGHTS, training_state_problem, weights_only_advice
 
 #: Differences named in the message.
 SHOWN = 8
@@ -50,10 +50,27 @@ def revised(state_dict: Mapping, revise_keys) -> dict:
     return state
 
 
-def check_model_fit(model, checkpoint: Mapping, path: str, revise_keys=()) -> None:
-    """Raise :class:`CheckpointMismatchError` unless ``checkpoint``'s weights fit ``model``."""
-    saved = checkpoint.get("state_dict", checkpoint)
-    lines, counts = differences(model.state_dict(), revised(saved, revise_keys))
+def check_resumed(model_state: Mapping, checkpoint, path: str, revise_keys=(),
+                  weights: str = WEIGHTS) -> None:
+    """Before a resumed checkpoint reaches the model whose ``state_dict()`` is ``model_state``:
+    it holds training state and the model's weights (:class:`CheckpointError` otherwise, naming
+    the fix); a file named for another iteration is reported."""
+    problem = training_state_problem(checkpoint, path, weights)
+    if problem:
+        raise CheckpointError(f"--resume {path}: {problem}. Nothing was loaded.")
+    check_model_fit(model_state, checkpoint[weights], path, revise_keys)
+    warning = iteration_mismatch(checkpoint, path)
+    if warning:
+        import logging
+
+        from mmengine.logging import print_log
+        print_log(warning, logger="current", level=logging.WARNING)
+
+
+def check_model_fit(model_state: Mapping, saved: Mapping, path: str, revise_keys=()) -> None:
+    """Raise :class:`CheckpointMismatchError` unless the weights ``saved`` fit the model whose
+    ``state_dict()`` is ``model_state``."""
+    lines, counts = differences(model_state, revised(saved, revise_keys))
     if not lines:
         return
     counts = [f"{counts['reshaped']} of them have another shape in it" * bool(counts["reshaped"]),
@@ -61,7 +78,7 @@ def check_model_fit(model, checkpoint: Mapping, path: str, revise_keys=()) -> No
               f"it holds {counts['extra']} entries the model lacks" * bool(counts["extra"])]
     shown = lines[:SHOWN] + ([f"... and {len(lines) - SHOWN} more"] if len(lines) > SHOWN else [])
     raise CheckpointMismatchError(
-        f"Checkpoint {path} was not saved from this model ({len(model.state_dict())} weights and "
+        f"Checkpoint {path} was not saved from this model ({len(model_state)} weights and "
         f"buffers), so it cannot be resumed: {'; '.join(filter(None, counts))}. First "
         "differences:\n  " + "\n  ".join(shown) + "\nNothing was loaded. Resume with the config "
         "of the run that wrote it, or " + weights_only_advice(path) + ": the weights that fit "

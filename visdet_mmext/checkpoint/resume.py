@@ -16,10 +16,21 @@ from dataclasses import dataclass, field
 from ..echo import clip
 from ..errors import CheckpointError
 from . import integrity
+from .deepspeed_layout import DEEPSPEED_WEIGHTS, is_deepspeed_checkpoint, load_deepspeed_checkpoint
+from .safe_load import safe_torch_load
 
 NUMBERED = re.compile(r"(iter|epoch)_(\d+)\.pth")
-#: What mmengine's ``Runner.resume`` reads from a checkpoint besides the weights.
-TRAINING_STATE = ("meta", "state_dict", "message_hub")
+#: What mmengine's ``resume`` reads from a checkpoint besides the weights.
+TRAINING_STATE = ("meta", "message_hub")
+#: Where a checkpoint file holds the weights (DeepSpeed's model states: ``DEEPSPEED_WEIGHTS``).
+WEIGHTS = "state_dict"
+
+
+def saves_directories(cfg) -> bool:
+    """The run's checkpoints are DeepSpeed checkpoint directories (its strategy is DeepSpeed's);
+    every other runner and strategy saves one file per checkpoint."""
+    strategy = cfg.get("strategy")
+    return isinstance(strategy, dict) and "DeepSpeed" in str(strategy.get("type", ""))
 
 
 def weights_only_advice(path: str) -> str:
@@ -27,11 +38,11 @@ def weights_only_advice(path: str) -> str:
             "--resume)")
 
 
-def training_state_problem(checkpoint, path: str) -> str | None:
+def training_state_problem(checkpoint, path: str, weights: str = WEIGHTS) -> str | None:
     """Why a loaded checkpoint cannot be resumed (it holds no training state), or None."""
     if not isinstance(checkpoint, Mapping):
         return f"it holds a {type(checkpoint).__name__}, not a checkpoint dict"
-    missing = [key for key in TRAINING_STATE if key not in checkpoint]
+    missing = [key for key in (*TRAINING_STATE, weights) if key not in checkpoint]
     if missing:
         return (f"it holds no training state ({', '.join(missing)} missing), as a weights-only "
                 f"export does: {weights_only_advice(path)}")
@@ -52,24 +63,40 @@ def kind_problem(path: str, *, directories: bool = False) -> str | None:
             return f"a link to {os.readlink(path)}, which does not exist"
         return "no such file or directory"
     if os.path.isdir(path):
-        return None if directories else "a directory, not a checkpoint file"
+        if directories:
+            return None
+        if is_deepspeed_checkpoint(path):
+            return ("a DeepSpeed checkpoint (a directory), and this run saves checkpoint files: "
+                    "resume it with the DeepSpeed config that wrote it, or "
+                    + weights_only_advice(path))
+        return "a directory, not a checkpoint file"
     if not os.path.isfile(path):
         return "not a regular file"
-    return "a file, and this run's DeepSpeed checkpoints are directories" if directories else None
+    if directories:
+        return ("a checkpoint file, and this run's DeepSpeed checkpoints are directories: "
+                "resume it with the config that wrote it, or " + weights_only_advice(path))
+    return None
+
+
+def load_resumable(path: str, *, directories: bool = False):
+    """The checkpoint at ``path`` loaded as data for the checks (tensors left on disk), and the
+    key of its weights. Raises :class:`CheckpointError` for a damaged or unsafe one."""
+    if directories:
+        return load_deepspeed_checkpoint(path), DEEPSPEED_WEIGHTS
+    return safe_torch_load(path, map_location="cpu", mmap=True), WEIGHTS
 
 
 def resumable_problem(path: str, *, directories: bool = False) -> str | None:
     """Why ``path`` cannot be resumed (its kind, damage, contents), or None."""
     reason = kind_problem(path, directories=directories) or (
         integrity.directory_problem(path) if directories else integrity.problem(path))
-    if reason or directories:
+    if reason:
         return reason
-    from .safe_load import safe_torch_load
     try:
-        checkpoint = safe_torch_load(path, map_location="cpu", mmap=True)
+        checkpoint, weights = load_resumable(path, directories=directories)
     except CheckpointError as error:
         return clip(str(error).split(". ")[0], 300)
-    return training_state_problem(checkpoint, path)
+    return training_state_problem(checkpoint, path, weights)
 
 
 @dataclass

@@ -276,14 +276,14 @@ def _is_refusal(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("weights_only" in str(error) or "legacy" in str(error))
 
 
-def _load(source, map_location, mmap: bool = False):
-    with allowlist():
+def _load(source, map_location, mmap: bool = False, deepspeed: bool = False):
+    with allowlist(deepspeed=deepspeed):
         try:
             return torch.load(source, map_location=map_location, weights_only=True,
                               **({"mmap": True} if mmap else {}))
         except Exception as error:
             if _is_refusal(error):
-                raise refusal(source, error) from None
+                raise refusal(source, error, deepspeed=deepspeed) from None
             if isinstance(error, OSError) or not isinstance(source, (str, os.PathLike)):
                 raise
             # e.g. a record the zip lists that torch cannot place, an array whose bytes do not
@@ -322,7 +322,7 @@ def nesting_problem(obj, limit: int = MAX_DEPTH) -> str | None:
     return None
 
 
-def safe_torch_load(source, map_location=None, *, mmap: bool = False):
+def safe_torch_load(source, map_location=None, *, mmap: bool = False, deepspeed: bool = False):
     """``torch.load(source, weights_only=True)`` inside the allowlist, integrity-checked.
 
     A file's zip structure is checked before torch reads it (``integrity.structure_problem``:
@@ -330,15 +330,16 @@ def safe_torch_load(source, map_location=None, *, mmap: bool = False):
     the GIL) and the checkpoint is returned only once it passed; a damaged file raises
     :class:`CorruptCheckpointError`, also when the damage made the load itself fail, and so
     does a checkpoint nested too deep to handle. ``mmap``: tensors stay on disk until read.
+    ``deepspeed``: a DeepSpeed state file (its objects are admitted too).
     """
     if not isinstance(source, (str, os.PathLike)):
-        return _checked_nesting(source, _load(source, map_location))
+        return _checked_nesting(source, _load(source, map_location, deepspeed=deepspeed))
     integrity.verify_structure(source)
     mmap = mmap and integrity.is_zip_checkpoint(source)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         check = pool.submit(integrity.problem, source)
         try:
-            checkpoint = _load(source, map_location, mmap)
+            checkpoint = _load(source, map_location, mmap, deepspeed)
         except Exception:
             if check.result():
                 integrity.verify(source)  # raises: the damage explains the failure

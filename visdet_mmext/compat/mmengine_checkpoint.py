@@ -4,6 +4,8 @@ Every mmengine load goes through ``CheckpointLoader.load_checkpoint``, which pic
 scheme; the loaders call ``torch.load`` (the http one through ``torch.hub``, which defaults to
 ``weights_only=False``). The whole call now runs inside :func:`weights_only_loads`, whatever scheme
 or third-party loader answers, and local files and http downloads are integrity-checked first.
+A local path may also name a DeepSpeed checkpoint directory: its weights load as a checkpoint
+file's would (``load_from`` of a DeepSpeed run's checkpoint in a run without DeepSpeed).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..checkpoint.deepspeed_layout import as_checkpoint_file, is_deepspeed_checkpoint
 from ..checkpoint.safe_load import safe_torch_load, weights_only_loads
 from . import patch
 
@@ -20,6 +23,8 @@ from . import patch
 def load_from_local(filename, map_location=None):
     """mmengine's local loader, weights-only (the name keeps mmengine's log line: 'by local')."""
     filename = os.path.expanduser(os.fspath(filename))
+    if is_deepspeed_checkpoint(filename):
+        return as_checkpoint_file(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")
     return safe_torch_load(filename, map_location)

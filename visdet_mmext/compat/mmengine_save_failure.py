@@ -1,20 +1,29 @@
 """A checkpoint that cannot be written stops the run with one sentence, not a traceback.
 
-``Runner.save_checkpoint`` raises whatever the file system does (a read-only or full disk, a
-directory where the file goes) from inside a hook, deep in the training loop. Now it raises
-:class:`CheckpointSaveError` saying what failed, where, and what is still intact (the newest
-usable checkpoint, which the save did not touch), and ``visdet-mmext train`` exits with code 2.
-A file the failed save began is removed; one that was there before is left as it is.
+``Runner.save_checkpoint`` and ``FlexibleRunner.save_checkpoint`` (its strategies: a file, or a
+DeepSpeed directory of state files) raise whatever the file system does (a read-only or full
+disk, a directory or file where the checkpoint goes) from inside a hook, deep in the training
+loop. Now they raise :class:`CheckpointSaveError` saying what failed, where, and what is still
+intact (the newest usable checkpoint, which the save did not touch), and ``visdet-mmext train``
+exits with code 2. What the failed save began at that path (a file, a DeepSpeed directory) is
+removed; what was there before is left as it is.
 """
 from __future__ import annotations
 
+import errno
 import inspect
 import os
+import re
+import shutil
 
+from ..errors import CheckpointSaveError
 from . import patch, replace_attribute
 
 #: torch's zip writer reports a failed write as a RuntimeError with these words.
-_WRITER_FAILURES = ("PytorchStreamWriter", "file write failed", "open file failed")
+_WRITER_FAILURES = ("PytorchStreamWriter", "file write failed", "open file failed",
+                    "Parent directory")
+#: torch's words when the file's folder is missing (DeepSpeed logs and skips a failed makedirs).
+_NO_FOLDER = re.compile(r"Parent directory (.+) does not exist\.?")
 
 
 def _save_failure(error: BaseException) -> bool:
@@ -25,12 +34,17 @@ def _save_failure(error: BaseException) -> bool:
 def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    return str(error).strip().splitlines()[-1][:200]
+    text = str(error).strip().splitlines()[-1]
+    missing = _NO_FOLDER.fullmatch(text)
+    if missing:  # said as the OS says it when it fails to make the folder
+        return os.strerror(errno.ENOTDIR if os.path.exists(missing.group(1)) else errno.ENOENT)
+    return text[:200]
 
 
-def _intact(work_dir: str, failed: str) -> str:
-    from ..checkpoint.resume import find_resume_checkpoint
-    newest = find_resume_checkpoint(work_dir).chosen
+def _intact(runner, failed: str) -> str:
+    from ..checkpoint.resume import find_resume_checkpoint, saves_directories
+    newest = find_resume_checkpoint(runner.work_dir,
+                                    directories=saves_directories(runner.cfg)).chosen
     if newest is None or os.path.abspath(newest) == os.path.abspath(failed):
         return "no earlier checkpoint of this run was saved"
     return f"the newest usable checkpoint, {newest}, is intact"
@@ -49,17 +63,11 @@ def _where(filepath: str) -> str:
 def failed_save_message(runner, filepath: str, error: BaseException, removed: bool) -> str:
     return (f"Could not save checkpoint {filepath} ({_reason(error)}), so training stopped"
             f"{_where(filepath)}{' (the partial file was removed)' if removed else ''}; "
-            f"{_intact(runner.work_dir, filepath)}. Fix the cause (free space, write permission, "
+            f"{_intact(runner, filepath)}. Fix the cause (free space, write permission, "
             "or whatever occupies that path) and continue with --resume and the same --work-dir.")
 
 
-@patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.runner.runner",
-       fixes="""a checkpoint that cannot be written (read-only or full disk, a directory in its
-       place) ends the run with a traceback from inside the training loop""")
-def mmengine_save_failure_message(module) -> None:
-    from ..errors import CheckpointSaveError
-    signature = inspect.signature(module.Runner.save_checkpoint)
-
+def _reporting(signature):
     def make(save_checkpoint):
         def reporting_save_checkpoint(self, *args, **kwargs):
             arguments = signature.bind(self, *args, **kwargs).arguments
@@ -70,11 +78,36 @@ def mmengine_save_failure_message(module) -> None:
             except Exception as error:
                 if not _save_failure(error):
                     raise
-                removed = not existed and os.path.isfile(filepath)
-                if removed:
-                    os.remove(filepath)
+                removed = not existed and _remove(filepath)
                 raise CheckpointSaveError(failed_save_message(self, filepath, error, removed)) \
                     from error
         return reporting_save_checkpoint
+    return make
 
-    replace_attribute(module.Runner, "save_checkpoint", make)
+
+def _remove(path: str) -> bool:
+    """Remove what a failed save began at ``path`` (a file, or a DeepSpeed checkpoint's
+    directory); whether there was one."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+        return True
+    if os.path.isfile(path):
+        os.remove(path)
+        return True
+    return False
+
+
+@patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.runner.runner",
+       fixes="""a checkpoint that cannot be written (read-only or full disk, a directory in its
+       place) ends the run with a traceback from inside the training loop""")
+def mmengine_save_failure_message(module) -> None:
+    replace_attribute(module.Runner, "save_checkpoint",
+                      _reporting(inspect.signature(module.Runner.save_checkpoint)))
+
+
+@patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.runner._flexible_runner",
+       fixes="""a FlexibleRunner checkpoint (DeepSpeed, FSDP) that cannot be written ends the run
+       with a traceback from inside the training loop""")
+def mmengine_flexible_save_failure_message(module) -> None:
+    cls = module.FlexibleRunner
+    replace_attribute(cls, "save_checkpoint", _reporting(inspect.signature(cls.save_checkpoint)))

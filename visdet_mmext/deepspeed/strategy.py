@@ -18,6 +18,10 @@ config an mmengine user writes keeps working. What it changes:
   ``optim_wrapper`` may say ``OptimWrapper`` (becomes ``DeepSpeedOptimWrapper``); AMP wrappers
   fail with the strategy key to use.
 
+``load_from`` may name a checkpoint file (a plain or FSDP2 run's) as well as a DeepSpeed
+checkpoint: its weights load as mmengine's other strategies load them (what fits; the rest is
+listed in the log).
+
 Extra setting: ``allow_untested_optimizer=True`` runs an optimizer that ZeRO(-Offload) has no
 DeepSpeed version of, through DeepSpeed's escape hatches (slower; a warning says so).
 """
@@ -217,3 +221,32 @@ class DeepSpeedStrategy(_MMEngineDeepSpeedStrategy):
                                                      config=self.config)
         self.optim_wrapper.optimizer = optimizer
         return MMDeepSpeedEngineWrapper(model=engine, inputs_to_half=self._inputs_to_half)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def load_checkpoint(self, filename: str, *, map_location="cpu", strict: bool = False,
+                        revise_keys: list = [(r"^module.", "")],  # noqa: B006 (mmengine's default)
+                        callback=None) -> dict:
+        """``load_from``: the weights of a checkpoint file (a plain or FSDP2 run's) or of a
+        DeepSpeed checkpoint, loaded as mmengine's other strategies load them (those that fit;
+        the rest listed in the log). DeepSpeed itself loads only its own directories, strictly
+        (another head: a traceback), and given a file loads nothing and trains from scratch.
+        A ZeRO-3 checkpoint (no whole weights in it) is left to DeepSpeed."""
+        from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+
+        from ..checkpoint.deepspeed_layout import (is_deepspeed_checkpoint,
+                                                   load_deepspeed_checkpoint, sliced)
+        if is_deepspeed_checkpoint(filename) and sliced(load_deepspeed_checkpoint(filename)):
+            return super().load_checkpoint(filename, map_location=map_location, strict=strict,
+                                           revise_keys=revise_keys, callback=callback)
+        from deepspeed import zero
+        _log(f"Load checkpoint from {filename} (its weights)")
+        checkpoint = _load_checkpoint(filename, map_location="cpu")
+        if callback is not None:
+            callback(checkpoint)
+        engine = self.model.model
+        # ZeRO-3 holds each rank's slice of a parameter: gathered to load, then split again
+        with zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=0):
+            _load_checkpoint_to_model(engine.module, checkpoint, strict, revise_keys=revise_keys)
+        if hasattr(engine.optimizer, "refresh_fp32_params"):  # ZeRO's fp32 master copies
+            engine.optimizer.refresh_fp32_params()
+        return checkpoint

@@ -303,6 +303,24 @@ def _check_custom_keys(custom_keys, optimizer_cls, name: str) -> None:
                 check_value(where, key, value, (parameters or {}).get(key))
 
 
+def check_decay_mults(paramwise_cfg, optimizer_cfg: Mapping, name: str) -> None:
+    """A decay multiplier needs the ``weight_decay`` it multiplies: mmengine's constructor
+    raises a bare ``ValueError('base_wd should not be None')`` (bias, norm, depthwise and
+    custom_keys multipliers) or ignores it (``flat_decay_mult``)."""
+    if not isinstance(paramwise_cfg, Mapping) or "weight_decay" in optimizer_cfg:
+        return
+    given = [f"{key}={echo(paramwise_cfg[key])}" for key in MMENGINE_PARAMWISE_KEYS
+             if key.endswith("_decay_mult") and key in paramwise_cfg]
+    given += [f"custom_keys[{echo(pattern)}].decay_mult={echo(entry['decay_mult'])}"
+              for pattern, entry in (paramwise_cfg.get("custom_keys") or {}).items()
+              if isinstance(entry, Mapping) and "decay_mult" in entry]
+    if given:
+        raise OptimizerConfigError(
+            f"paramwise_cfg.{given[0]} multiplies the optimizer's weight_decay, and optimizer="
+            f"dict(type={echo(name)}, ...) sets none: add weight_decay=... to optimizer (e.g. "
+            f"weight_decay=0.05), or remove {', '.join(g.partition('=')[0] for g in given)}.")
+
+
 def warn_unmatched_keys(paramwise_cfg, names: list[str]) -> list[str]:
     """Warn about ``custom_keys`` entries that match no parameter (a typo trains silently)."""
     warnings = []
@@ -424,6 +442,7 @@ def _check_one(cfg: Mapping, scope: str | None) -> None:
     if "base" not in cfg:  # a base constructor checks its own paramwise_cfg keys
         check_paramwise_cfg(cfg.get("paramwise_cfg"), optimizer_cls, name,
                             package_keys=package_keys)
+        check_decay_mults(cfg.get("paramwise_cfg"), cfg["optimizer"], name)
 
 
 def check_optim_wrapper_cfg(optim_wrapper_cfg, scope: str | None = None) -> None:

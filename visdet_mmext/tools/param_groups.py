@@ -23,6 +23,7 @@ from visdet_mmext.optim import check_optim_wrapper_cfg
 from visdet_mmext.optim.graph_reading import REACHED, read_graph
 from visdet_mmext.optim.routing import pin_lines, retrace
 from visdet_mmext.optim.traced_routing import tensors_in
+from visdet_mmext.runtime.train_data import no_batch_reason
 from visdet_mmext.tools.cfg_options import CfgOptions
 from visdet_mmext.tools.run_checks import check_types
 from visdet_mmext.tools.train import load_config
@@ -73,15 +74,14 @@ def one_batch(cfg):
                                "--trace for the structural routing.")
     # one batch: worker processes would cost more than they save
     loader_cfg = dict(loader_cfg, num_workers=0, persistent_workers=False)
-    empty = RunnerConfigError("--trace: train_dataloader yields no batch (an empty dataset, or "
-                              "drop_last with fewer samples than batch_size).")
     try:
         loader = Runner.build_dataloader(loader_cfg, seed=0)
-        if hasattr(loader.dataset, "__len__") and len(loader.dataset) == 0:
-            raise empty  # an infinite sampler would wait for a sample forever
+        reason = no_batch_reason(loader)
+        if reason:  # an infinite sampler would wait for a sample forever
+            raise RunnerConfigError(f"--trace: train_dataloader yields no batch: {reason}.")
         return next(iter(loader))
     except StopIteration:
-        raise empty from None
+        raise RunnerConfigError("--trace: train_dataloader yields no batch.") from None
     except RunnerConfigError:
         raise
     except Exception as error:  # the dataset's own failure, shown with what to fix

@@ -16,6 +16,8 @@ from mmengine.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HO
                                LOG_PROCESSORS, LOOPS, METRICS, MODELS, PARAM_SCHEDULERS,
                                VISBACKENDS, VISUALIZERS)
 
+from ..checkpoint.deepspeed_layout import is_deepspeed_checkpoint
+from ..checkpoint.resume import saves_directories
 from ..echo import echo
 from ..errors import RunnerConfigError
 from ..optim.validation import check_sharded_cfg
@@ -206,8 +208,8 @@ def check_paths(cfg) -> None:
     if isinstance(load_from, str) and "://" not in load_from and not os.path.exists(load_from):
         raise RunnerConfigError(f"load_from={echo(load_from, 300)}: no such file. Give the path of a "
                                 "checkpoint to start from, or load_from=None.")
-    deepspeed = "DeepSpeed" in str((cfg.get("strategy") or {}).get("type", ""))
-    if isinstance(load_from, str) and os.path.isdir(load_from) and not deepspeed:
+    if isinstance(load_from, str) and os.path.isdir(load_from) and not saves_directories(cfg) \
+            and not is_deepspeed_checkpoint(load_from):
         raise RunnerConfigError(f"load_from={echo(load_from, 300)} is a directory; give the path "
                                 "of a checkpoint file in it (e.g. its iter_N.pth).")
     work_dir = cfg.get("work_dir")

@@ -105,23 +105,17 @@ def merge_args(cfg, args):
     if args.resume == "auto":  # the checkpoint is chosen once the work dir is locked
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
+        from visdet_mmext.checkpoint.resume import saves_directories
         check_resume_path(args.resume, saves_directories(cfg))
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
-def saves_directories(cfg) -> bool:
-    """The run's checkpoints are DeepSpeed directories (its strategy is DeepSpeed's)."""
-    strategy = cfg.get("strategy")
-    return isinstance(strategy, dict) and "DeepSpeed" in str(strategy.get("type", ""))
-
-
 def check_resume_path(path: str, directories: bool) -> None:
     """``--resume PATH``: refuse before training what cannot be resumed, saying why (a damaged
     or unsafe file with the loader's own error)."""
-    from visdet_mmext.checkpoint.resume import kind_problem, training_state_problem
-    from visdet_mmext.checkpoint.safe_load import safe_torch_load
+    from visdet_mmext.checkpoint.resume import kind_problem, load_resumable, training_state_problem
     from visdet_mmext.errors import CheckpointError, CorruptCheckpointError
     advice = ("Nothing was loaded; pass another checkpoint, or --resume without a path to take "
               "the newest usable one in the work dir.")
@@ -131,10 +125,10 @@ def check_resume_path(path: str, directories: bool) -> None:
     problem = checkpoint_problem(path)
     if problem:
         raise CorruptCheckpointError(f"--resume {path}: {problem}. {advice}")
-    if not directories:
-        problem = training_state_problem(safe_torch_load(path, "cpu", mmap=True), path)
-        if problem:
-            raise CheckpointError(f"--resume {path}: {problem}. Nothing was loaded.")
+    checkpoint, weights = load_resumable(path, directories=directories)
+    problem = training_state_problem(checkpoint, path, weights)
+    if problem:
+        raise CheckpointError(f"--resume {path}: {problem}. Nothing was loaded.")
 
 
 def enable_auto_scale_lr(cfg) -> None:
@@ -152,7 +146,7 @@ def enable_auto_scale_lr(cfg) -> None:
 def choose_resume_checkpoint(cfg, config: str) -> None:
     """``--resume`` without a path: the newest usable checkpoint, saying what was skipped; none
     there yet: train from the start."""
-    from visdet_mmext.checkpoint.resume import find_resume_checkpoint
+    from visdet_mmext.checkpoint.resume import find_resume_checkpoint, saves_directories
     from visdet_mmext.errors import CheckpointError
     work_dir = cfg.work_dir
     found = find_resume_checkpoint(work_dir, directories=saves_directories(cfg))
