@@ -1,5 +1,6 @@
 """How a native step is executed: the compile-payback rule, and compilations announced in
 mmengine's log."""
+import pytest
 import torch
 from mmengine.logging import MMLogger
 
@@ -17,6 +18,7 @@ def _chunked_calls(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_fast_none_compiles_only_where_it_pays_back(monkeypatch):
     from visdet_mmext.algorithms import lamb
     monkeypatch.delenv("VISDET_MMEXT_COMPILE", raising=False)

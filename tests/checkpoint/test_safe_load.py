@@ -284,6 +284,7 @@ def test_allow_extends_only_our_loads(trained, tmp_path):
         safe_load._extra.clear()
 
 
+@pytest.mark.slow
 def test_patch_waits_until_mmengine_runner_is_imported(trained, tmp_path):
     """Imported before mmengine's runner, the package still makes its loads weights-only."""
     marker = tmp_path / "pwned"
@@ -319,6 +320,7 @@ def test_refused_globals_are_named_as_the_code_wrote_them(trained, tmp_path, pro
     assert "commands" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_refusals_advice_works_as_written(trained, tmp_path, capsys, monkeypatch):
     """The command the refusal prints makes clean.pth, and the flag it names trains from it."""
     import re

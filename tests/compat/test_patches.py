@@ -21,6 +21,7 @@ def test_patch_is_declared_for_the_installed_version_and_not_beyond(name):
     assert not declared.covers("0.0.1")  # every range has a lower bound
 
 
+@pytest.mark.slow
 def test_every_patch_applies_once_its_module_is_imported():
     out = run_python("""
         import json, visdet_mmext
@@ -86,6 +87,7 @@ def test_default_constructor_is_taken_over_by_name_or_class(named_by):
         build_optim_wrapper(model, dict(optimizer=dict(type="AdamWW"), constructor=constructor))
 
 
+@pytest.mark.slow
 def test_list_json_shows_every_patch():
     result = run_python("from visdet_mmext.cli import main; main(['list', '--json'])")
     listed = json.loads(result.stdout)["patches"]

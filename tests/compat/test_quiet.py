@@ -23,6 +23,7 @@ def _warnings(text: str) -> list[str]:
     return [line for line in text.splitlines() if WARNING_LINE.search(line)]
 
 
+@pytest.mark.slow
 def test_list_prints_no_unexplained_warning():
     result = subprocess.run([sys.executable, "-m", "visdet_mmext", "list"], capture_output=True,
                             text=True, cwd=ROOT, env=subprocess_env(), timeout=600)
@@ -32,6 +33,7 @@ def test_list_prints_no_unexplained_warning():
         assert "note: deepspeed logged 'Setting accelerator to CPU'" in result.stdout
 
 
+@pytest.mark.slow
 def test_demo_prints_no_warning(tmp_path):
     result = subprocess.run([sys.executable, TRAIN, "demo_muon", "--work-dir", str(tmp_path),
                              "--cfg-options", *cli_options(iters=2), "log_level=INFO"],

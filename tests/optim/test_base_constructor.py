@@ -58,6 +58,7 @@ def test_base_groups_then_routing_with_the_same_multipliers(base, model, paramwi
     assert any(g["use_muon"] for g in wrapper.optimizer.param_groups)
 
 
+@pytest.mark.slow
 def test_layer_decay_muon_trains_through_the_runner(tmp_path):
     runner = make_runner(tmp_path, dict(optimizer=dict(MUON), base="PretrainLayerDecay",
                                         constructor="VisdetOptimWrapperConstructor",

@@ -50,12 +50,14 @@ def _train(tmp_path, optimizer: str, hide=()):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_misspelled_optimizer_names_the_closest(tmp_path):
     out = _train(tmp_path, "dict(type='AdamW8bitt', lr=1e-3)")
     assert "OptimizerConfigError Unknown optimizer 'AdamW8bitt'" in out
     assert "AdamW8bit" in out.split("Closest available names:")[1]
 
 
+@pytest.mark.slow
 def test_uninstalled_optimizer_names_the_extra(tmp_path):
     out = _train(tmp_path, "dict(type='AdamW8bit', lr=1e-3)", hide=("bitsandbytes",))
     assert "'AdamW8bit' is not available here: missing package" in out
@@ -67,5 +69,6 @@ def test_uninstalled_optimizer_names_the_extra(tmp_path):
     ("dict(type='Lion', lr=1e-4, betas=(0.9, 1.5))", "betas=(0.9, 1.5): entry 1.5 is out of range"),
     ("dict(type='SGD', lr=0.1, momentom=0.9)", "SGD has no setting 'momentom'. Did you mean momentum"),
 ])
+@pytest.mark.slow
 def test_invalid_hyperparameters(tmp_path, optimizer, message):
     assert message in _train(tmp_path, optimizer)

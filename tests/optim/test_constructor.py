@@ -127,6 +127,7 @@ print(json.dumps([p.detach().flatten().tolist() for p in runner.model.parameters
 """
 
 
+@pytest.mark.slow
 def test_resume_in_a_new_process_equals_an_uninterrupted_run(tmp_path):
     full = run_python(RESUME_JOB.format(work_dir=str(tmp_path / "a"), extra={}))
     uninterrupted = json.loads(full.stdout.strip().splitlines()[-1])

@@ -37,6 +37,7 @@ def plugin_path(tmp_path):
     return str(tmp_path)
 
 
+@pytest.mark.slow
 def test_third_party_optimizer_builds_from_config(plugin_path):
     out = run_json("""
         import json, torch, visdet_mmext
@@ -58,6 +59,7 @@ def test_third_party_optimizer_builds_from_config(plugin_path):
     assert any("thief" in note and "Lion" in note for note in out["notes"])
 
 
+@pytest.mark.slow
 def test_strict_mode_makes_a_broken_provider_fatal(plugin_path):
     result = run_python("import visdet_mmext", env={"PYTHONPATH": plugin_path,
                                                    "VISDET_MMEXT_STRICT": "1"}, check=False)

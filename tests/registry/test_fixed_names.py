@@ -26,6 +26,7 @@ def full():
 @pytest.mark.parametrize("hidden", [("lion_pytorch",), ("bitsandbytes",),
                                     ("transformers", "dadaptation", "deepspeed", "schedulefree",
                                      "prodigyopt", "pytorch_optimizer")])
+@pytest.mark.slow
 def test_names_never_change_meaning(full, hidden):
     partial = run_json(SNAPSHOT, hide=hidden)
     for name, entry in partial.items():
@@ -37,6 +38,7 @@ def test_names_never_change_meaning(full, hidden):
             assert entry["reason"], name
 
 
+@pytest.mark.slow
 def test_hidden_packages_are_reported_missing(full):
     partial = run_json(SNAPSHOT, hide=("bitsandbytes", "transformers"))
     assert partial["AdamW8bit"]["status"] == "missing package"
@@ -55,6 +57,7 @@ def test_fixed_meanings(full):
     assert full["AdamW8bit"]["target"] == "bitsandbytes.optim.adamw.AdamW8bit"
 
 
+@pytest.mark.slow
 def test_mmengine_sophia_registration_is_replaced_and_reported(tmp_path):
     """mmengine registers every optimizer class of an importable module named `Sophia` (the
     Sophia authors' code); the catalog's SophiaG keeps the name, and the report says what it

@@ -1,6 +1,8 @@
 """Optional packages are imported on first use: `import visdet_mmext` imports none of them, the
 report still says what is available, and mmengine builds the real class."""
 
+import pytest
+
 from subprocess_utils import run_json
 
 #: Packages whose optimizers the catalog serves; mmengine.optim imports some of them itself.
@@ -8,6 +10,7 @@ OPTIONAL = ("schedulefree", "prodigyopt", "pytorch_optimizer", "dadaptation", "t
             "bitsandbytes", "deepspeed")
 
 
+@pytest.mark.slow
 def test_import_adds_no_optional_package_and_builds_the_real_class_on_first_use():
     out = run_json(f"""
         import json, sys
@@ -31,6 +34,7 @@ def test_import_adds_no_optional_package_and_builds_the_real_class_on_first_use(
     assert not out["stand_in_is_class"] and out["built"] and out["registered_now"]
 
 
+@pytest.mark.slow
 def test_settings_of_a_lazy_optimizer_are_checked_against_its_class():
     out = run_json("""
         import json, torch, visdet_mmext
@@ -44,6 +48,7 @@ def test_settings_of_a_lazy_optimizer_are_checked_against_its_class():
     assert "Prodigy has no setting 'lrr'" in out
 
 
+@pytest.mark.slow
 def test_an_uninstalled_package_is_reported_missing_without_an_import_attempt():
     out = run_json("""
         import json, visdet_mmext

@@ -72,6 +72,7 @@ def test_a_shadowed_catalog_name_is_reported_with_both_spellings(downstream, tmp
     assert cls.__module__ == "downstream_scope.optimizers" and "builds" not in log
 
 
+@pytest.mark.slow
 def test_list_scope_shows_the_resolution(downstream):
     result = subprocess.run([sys.executable, "-m", "visdet_mmext", "list", "LARS", "Lion",
                              "--scope", "downstream_scope", "--json"], capture_output=True,
@@ -88,6 +89,7 @@ def test_list_scope_shows_the_resolution(downstream):
     assert all("lars" in name.lower() or "lion" in name.lower() for name in rows)
 
 
+@pytest.mark.slow
 def test_list_names_an_unknown_scope():
     result = subprocess.run([sys.executable, "-m", "visdet_mmext", "list", "--scope", "nosuchscope"],
                             capture_output=True, text=True, cwd=REPO, timeout=600)

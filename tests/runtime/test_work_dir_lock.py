@@ -60,6 +60,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path, capsys):
     holder = subprocess.run([sys.executable, "-c", HOLD_AND_DIE, str(tmp_path)], cwd=ROOT,
                             env=subprocess_env(), timeout=300)

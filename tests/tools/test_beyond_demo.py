@@ -21,6 +21,7 @@ from visdet_mmext.tools import train as train_tool
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_schedule_free_matches_adamw_and_sophia_g_converges(tmp_path):
     names = ["AdamW", "AdamWScheduleFree", "SophiaG"]
     assert compare.main([*names, "--iters", "200", "--val-interval", "200", "--no-progress",

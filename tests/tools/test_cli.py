@@ -17,6 +17,7 @@ def _cli(*args):
                           text=True, cwd=REPO, timeout=900)
 
 
+@pytest.mark.slow
 def test_list_json_has_every_catalog_row_with_a_true_status():
     result = _cli("list", "--json")
     assert result.returncode == 0, result.stderr
@@ -34,6 +35,7 @@ def test_list_json_has_every_catalog_row_with_a_true_status():
         assert rows["DeepSpeedCPUAdam"]["resolves_to"] == "deepspeed.ops.adam.cpu_adam.DeepSpeedCPUAdam"
 
 
+@pytest.mark.slow
 def test_list_table_and_check():
     listing = _cli("list")
     assert listing.returncode == 0 and "AdamW8bit" in listing.stdout
@@ -43,12 +45,14 @@ def test_list_table_and_check():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: FusedLamb takes its step")
+@pytest.mark.slow
 def test_check_reports_a_failure():
     check = _cli("check", "FusedLamb")
     assert check.returncode == 1
     assert "FAILED" in check.stdout and "needs CUDA" in check.stdout
 
 
+@pytest.mark.slow
 def test_check_builds_nothing_and_says_what_first_use_will_build(tmp_path):
     extensions = tmp_path / "extensions"
     check = subprocess.run([sys.executable, "-m", "visdet_mmext", "check", "DeepSpeedCPUAdam",

@@ -20,6 +20,7 @@ def test_state_bytes_counts_each_tensor_once():
         assert compare.state_bytes(optimizer) == expected
 
 
+@pytest.mark.slow
 def test_compares_names_and_configs(tmp_path, capsys):
     out = tmp_path / "out"
     code = compare.main(["AdamW", os.path.join(CONFIGS, "optimizers", "sgd.py"),

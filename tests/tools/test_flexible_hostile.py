@@ -114,6 +114,7 @@ def test_resume_with_nothing_usable_in_the_work_dir(tmp_path, capsys, strategy):
     assert (work_dir / "epoch_3.pth").exists()  # nothing there was changed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", BOTH)
 def test_resume_with_an_empty_work_dir_says_so_and_trains(tmp_path, capsys, strategy):
     code, output = _run(strategy, tmp_path / "work", capsys, "--resume")

@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from subprocess_utils import REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -19,6 +21,7 @@ CUDA_FILES = ["tests/algorithms/test_cuda_native.py", "tests/deepspeed/test_cuda
               "tests/registry/test_cuda_catalog.py"]
 
 
+@pytest.mark.slow
 def test_dry_run_lists_every_step_and_finds_everything_it_runs():
     done = subprocess.run([sys.executable, "tools/gpu_check.py", "--dry-run"], cwd=REPO,
                           capture_output=True, text=True, timeout=900)
@@ -32,6 +35,7 @@ def test_dry_run_lists_every_step_and_finds_everything_it_runs():
         assert name in done.stdout and f"{os.path.basename(name)} 0" not in done.stdout
 
 
+@pytest.mark.slow
 def test_the_dry_run_notices_a_missing_case_or_target_and_an_overrun(monkeypatch):
     monkeypatch.setattr(gpu_check, "BENCHMARK_CASES", (*gpu_check.BENCHMARK_CASES, "no such"))
     monkeypatch.setattr(gpu_check, "TARGETS", (*gpu_check.TARGETS, "no such target"))
@@ -151,6 +155,7 @@ def test_hangs():
 '''
 
 
+@pytest.mark.slow
 def test_a_test_step_past_its_deadline_is_stopped_and_its_junit_still_read(tmp_path):
     """The step's pytest gets SIGINT GRACE_S before the deadline: the JUnit XML it writes then
     counts the test that ran, and the one cut off is not reached."""

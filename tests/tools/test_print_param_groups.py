@@ -17,6 +17,7 @@ optim_wrapper = dict(optimizer=dict(type='Muon', lr=0.02, weight_decay=0.01),
 """
 
 
+@pytest.mark.slow
 def test_prints_routing_and_groups(tmp_path):
     config = tmp_path / "muon.py"
     config.write_text(CONFIG.format(base=f"{CONFIGS}/_base_/demo.py"))

@@ -81,6 +81,7 @@ def test_amp_on_cpu_is_refused_clearly(tmp_path, capsys):
     assert "--amp needs a GPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_then_resume_prints_checkpoint_and_log(tmp_path, capsys):
     work_dir = tmp_path / "work"
     assert train_tool.main([ADAMW, "--work-dir", str(work_dir),
@@ -168,6 +169,7 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
         assert_same_tensors(resumed[part], uninterrupted[part], part)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_on_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU (gloo) path")
