@@ -245,6 +245,7 @@ def main():
     if dist.get_rank() == 0:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    dist.barrier()  # before destroying the group: see tests/jobs/hf_routing_ddp.py
     dist.destroy_process_group()
 
 

@@ -64,6 +64,10 @@ def main():
     wrapper.update_params(wrapped(torch.randn(4, 6, generator=torch.Generator().manual_seed(rank)),
                                   use_b=rank == 1))
     report("two_heads", toy, wrapper.optimizer)
+    # torch 2.13's gloo group, destroyed with the last DDP model, joins its worker threads while
+    # holding the GIL; a worker still releasing the last broadcast's tensors needs the GIL: a
+    # deadlock. The barrier lets the workers finish first (it waits without the GIL).
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 

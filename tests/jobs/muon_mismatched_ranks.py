@@ -17,4 +17,5 @@ except RuntimeError as error:
     # newline lets the other rank's line land in between
     sys.stdout.write(f"refused: {error}\n")
     sys.stdout.flush()
+torch.distributed.barrier()  # before destroying the group: see tests/jobs/hf_routing_ddp.py
 torch.distributed.destroy_process_group()

@@ -60,6 +60,7 @@ def main(out_dir: str, tag: str) -> None:
     torch.save(dict(placement=placement, params=params,
                     initial=[p.detach() for p in model().parameters()]),
                f"{out_dir}/{tag}_rank{rank}.pt")
+    dist.barrier()  # before destroying the group: see tests/jobs/hf_routing_ddp.py
     dist.destroy_process_group()
 
 
