@@ -84,3 +84,13 @@ def test_the_path_check_sees_paths_in_commands_links_and_config_names():
     document = os.path.join(REPO, "docs", "x.md")
     assert [w for w in sorted(_named_paths(text)) if not _exists(w, document)] == \
         ["../tools/gone.py", "tests/old/", gone, "tools/nope.py"]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: os.path.relpath(p, REPO))
+def test_every_relative_link_resolves_from_its_document(document):
+    """A reader clicks a link where the document is: `[x](docs/y.md)` inside docs/ is broken,
+    although docs/y.md exists in the checkout."""
+    links = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", open(document).read())
+             if "://" not in t and not t.startswith("#")]
+    broken = [t for t in links if not os.path.exists(os.path.join(os.path.dirname(document), t))]
+    assert not broken, f"{os.path.relpath(document, REPO)}: broken links {broken}"
