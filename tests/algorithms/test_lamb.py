@@ -11,7 +11,7 @@ from native_utils import (PATHS, ALL_PATHS, assert_closure_loss_returned,
                           assert_native_kernel_matches_single_path, assert_rel_close,
                           assert_sparse_gradients_refused, fresh, make_problem, regression_losses,
                           run, toy_regression)
-from oracles import reference_lamb
+from oracles import float64, reference_lamb, zeros
 from visdet_mmext.algorithms.lamb import LAMB
 
 pytestmark = pytest.mark.usefixtures("compile_small_tensors")
@@ -134,9 +134,9 @@ def bnb_lamb_formula(init, grads, lr, betas, eps, wd, max_unorm=1.0):
     plain Adam with eps scaled by ``sqrt(bc2)``, and the trust ratio only clips, using the norm
     of ``p`` *before* the decay: ``r = min(1, max_unorm * ||p|| / ||u||)``.
     """
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
     for t, step_grads in enumerate(grads, start=1):
         for i, g in enumerate(step_grads):
             g = g.double()

@@ -17,23 +17,17 @@ def problem(seed, steps=30, dtype=torch.float64):
     return [t.to(dtype) for t in init], [[g.to(dtype) for g in s] for s in grads]
 
 
-def test_prodigy_is_the_papers_algorithm():
-    prodigyopt = pytest.importorskip("prodigyopt")
-    init, grads = problem(0)
+@pytest.mark.parametrize("package, name, reference, seed", [
+    ("prodigyopt", "Prodigy", reference_prodigy, 0),
+    ("dadaptation", "DAdaptAdam", reference_dadapt_adam, 4),
+])
+def test_d_estimating_optimizers_are_their_papers_algorithm(package, name, reference, seed):
+    optimizer_class = getattr(pytest.importorskip(package), name)
+    init, grads = problem(seed)
     kw = dict(lr=1.0, betas=(0.9, 0.999), eps=1e-8, d0=1e-6)
-    expected = reference_prodigy(init, grads, **kw)
+    expected = reference(init, grads, **kw)
     params = fresh(init)
-    run(prodigyopt.Prodigy(params, **kw), params, grads)
-    assert_rel_close(params, expected, 1e-9)
-
-
-def test_dadapt_adam_is_the_papers_algorithm():
-    dadaptation = pytest.importorskip("dadaptation")
-    init, grads = problem(4)
-    kw = dict(lr=1.0, betas=(0.9, 0.999), eps=1e-8, d0=1e-6)
-    expected = reference_dadapt_adam(init, grads, **kw)
-    params = fresh(init)
-    run(dadaptation.DAdaptAdam(params, **kw), params, grads)
+    run(optimizer_class(params, **kw), params, grads)
     assert_rel_close(params, expected, 1e-9)
 
 

@@ -13,14 +13,24 @@ import torch
 from visdet_mmext.algorithms.muon.newton_schulz import NS_COEFFICIENTS
 
 
+def float64(init):
+    """The oracles' own copies of ``init``, in float64."""
+    return [t.double().clone() for t in init]
+
+
+def zeros(params):
+    """One zero state per parameter."""
+    return [torch.zeros_like(p) for p in params]
+
+
 def _stored(tensor, storage):
     return tensor if storage is None else tensor.to(storage).double()
 
 
 def reference_lion(init, grads, lr, betas, weight_decay, storage=None):
     """Lion (Chen et al. 2023, Algorithm 2) with decoupled weight decay scaled by lr."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
     for step_grads in grads:
         for i, g in enumerate(step_grads):
             g = g.double()
@@ -33,9 +43,9 @@ def reference_lion(init, grads, lr, betas, weight_decay, storage=None):
 def reference_lamb(init, grads, lr, betas, eps, wd, adapt=True, bias_correction=True,
                    storage=None):
     """The LAMB paper's algorithm (You et al. 2020), weight decay inside the trust ratio."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
     for t, step_grads in enumerate(grads, start=1):
         for i, g in enumerate(step_grads):
             g = g.double()
@@ -80,9 +90,9 @@ def reference_muon(init, grads, lr, momentum, nesterov, weight_decay, ns_steps, 
 def reference_adopt(init, grads, lr, betas, eps, weight_decay, decouple, clip_exponent=0.25):
     """ADOPT (Taniguchi et al. 2024, Algorithm 1 with the revised version's clipping), float64:
     the first step only sets v = g^2; later steps normalise g by the previous sqrt(v)."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
     for t, step_grads in enumerate(grads, start=1):
         for i, g in enumerate(step_grads):
             g = g.double()
@@ -106,10 +116,10 @@ def reference_adopt(init, grads, lr, betas, eps, weight_decay, decouple, clip_ex
 def reference_adan(init, grads, lr, betas, eps, weight_decay, no_prox=False, max_grad_norm=0.0):
     """Adan (Xie et al. 2022, Algorithm 1), float64, with the betas of the authors' code
     (beta here = 1 - the paper's) and its global gradient clip."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    s = [torch.zeros_like(p) for p in params]
-    n = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    s = zeros(params)
+    n = zeros(params)
     previous = [None] * len(params)
     b1, b2, b3 = betas
     for t, step_grads in enumerate(grads, start=1):
@@ -148,9 +158,9 @@ def reference_soap(init, grads, lr, betas, eps, weight_decay, frequency, shampoo
     ``frequency`` steps after, one power iteration and a QR refresh each basis, the second moment
     re-ordered with the estimated eigenvalues."""
     shampoo_beta = betas[1] if shampoo_beta is None else shampoo_beta
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
     factors = [[torch.zeros(n, n, dtype=torch.float64) if p.ndim > 1 and n <= max_dim else None
                 for n in p.shape] for p in params]
     bases = [None] * len(params)
@@ -188,11 +198,11 @@ def reference_prodigy(init, grads, lr, betas, eps, d0):
     correlation with the distance travelled from the start."""
     beta1, beta2 = betas
     root = math.sqrt(beta2)
-    params = [t.double().clone() for t in init]
+    params = float64(init)
     start = [p.clone() for p in params]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    s = [torch.zeros_like(p) for p in params]
+    m = zeros(params)
+    v = zeros(params)
+    s = zeros(params)
     d, r = d0, 0.0
     for step_grads in grads:
         step_grads = [g.double() for g in step_grads]
@@ -234,7 +244,7 @@ def reference_adafactor(init, grads, clip=1.0, decay_rate=-0.8, eps=(1e-30, 1e-3
     """Adafactor (Shazeer & Stern 2018, Algorithms 4 and 5) with its relative step size
     min(1e-2, 1/sqrt(t)) scaled by max(eps2, RMS(x)), factored second moments for matrices
     (row and column sums), update clipping at RMS ``clip``, no momentum; float64."""
-    params = [t.double().clone() for t in init]
+    params = float64(init)
     rows = [p.new_zeros(p.shape[:-1]) if p.ndim >= 2 else None for p in params]
     cols = [p.new_zeros(p.shape[:-2] + p.shape[-1:]) if p.ndim >= 2 else None for p in params]
     full = [torch.zeros_like(p) if p.ndim < 2 else None for p in params]
@@ -262,9 +272,9 @@ def reference_adafactor(init, grads, clip=1.0, decay_rate=-0.8, eps=(1e-30, 1e-3
 def reference_adam(init, grads, lr, betas, eps, weight_decay=0.0, decoupled=False):
     """Adam (Kingma & Ba 2015, Algorithm 1), with L2 or, ``decoupled``, AdamW's decay (Loshchilov
     & Hutter 2019: p *= 1 - lr * wd); float64."""
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
     for t, step_grads in enumerate(grads, start=1):
         for i, g in enumerate(step_grads):
             g = g.double()
@@ -282,7 +292,7 @@ def reference_adam(init, grads, lr, betas, eps, weight_decay=0.0, decoupled=Fals
 def reference_sgd_momentum(init, grads, lr, momentum, weight_decay=0.0):
     """SGD with heavy-ball momentum as torch and most libraries write it (b = mu * b + g, the
     first b = g; L2 decay in g); float64."""
-    params = [t.double().clone() for t in init]
+    params = float64(init)
     bufs = [None] * len(params)
     for step_grads in grads:
         for i, g in enumerate(step_grads):
@@ -298,10 +308,10 @@ def reference_dadapt_adam(init, grads, lr, betas, eps, d0):
     gradient's correlation with s / (sqrt(v) + eps) before this step's moments."""
     beta1, beta2 = betas
     root = math.sqrt(beta2)
-    params = [t.double().clone() for t in init]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    s = [torch.zeros_like(p) for p in params]
+    params = float64(init)
+    m = zeros(params)
+    v = zeros(params)
+    s = zeros(params)
     d, r = d0, 0.0
     for step_grads in grads:
         step = d * lr
