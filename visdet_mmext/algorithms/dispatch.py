@@ -310,7 +310,10 @@ def _in_fp32(works: list) -> tuple[list, list]:
     back (parameters and states; the gradient is only read)."""
     converted, write_back = [], []
     for tensors, hp in works:
-        if not any(t.dtype in LOW_PRECISION for t in tensors):
+        for t in tensors:
+            if t.dtype in LOW_PRECISION:
+                break
+        else:
             converted.append((tensors, hp))
             continue
         copies = tuple(t.float() for t in tensors)
@@ -331,33 +334,43 @@ def run(kernel: Kernel, foreach_fn: ForeachFn, works: list[tuple[tuple[Tensor, .
     """
     if not works:
         return
-    if kernel.elementwise:
-        works = [shards.local_work(w) for w in works]
+    if kernel.elementwise:  # a plain parameter has plain states: nothing to look up
+        works = [w if type(w[0][0]) in shards.PLAIN_TYPES else shards.local_work(w)
+                 for w in works]
     works, write_back = _in_fp32(works)
     _run(kernel, foreach_fn, works, fast, foreach)
     for original, copy in write_back:
         original.copy_(copy)
 
 
+def _addressable(tensors: tuple[Tensor, ...]) -> bool:
+    """Plain tensors of one shape (:func:`shards.plain` inlined: a step checks every tensor)."""
+    shape = tensors[0].shape
+    for t in tensors:
+        if type(t) not in shards.PLAIN_TYPES or t.layout != torch.strided or t.is_nested \
+                or t.is_meta or t.shape != shape:
+            return False
+    return True
+
+
 def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
          foreach: bool | None) -> None:
     device = works[0][0][0].device
     main, rest = choose_path(fast, foreach, device)
+    if main == COMPILED and device.type == "cpu" and kernel.native is not None \
+            and _forced() not in (CHUNKED, GROUPED):
+        # it checks what it takes itself (one look at each tensor: a step's overhead)
+        native = kernel.native(works)
+        if native is not None:
+            _eager(kernel, foreach_fn, rest, native)
+            return
     # the kernels address raw memory: DTensors, other subclasses and mismatched shapes (a state
     # loaded for another parameter) stay on the eager paths, whose operators check them
-    fits = [all(shards.plain(t) and t.shape == w[0][0].shape for t in w[0]) for w in works]
+    fits = [_addressable(w[0]) for w in works]
     held_back = [w for w, ok in zip(works, fits) if not ok]
     works = [w for w, ok in zip(works, fits) if ok]
     leftover = works
-    native = None
-    if not works:
-        main = rest
-    if main == COMPILED and device.type == "cpu" and kernel.native is not None \
-            and _forced() not in (CHUNKED, GROUPED):
-        native = kernel.native(works)
-    if native is not None:
-        leftover = native
-    elif main == COMPILED:
+    if works and main == COMPILED:
         leftover = []
         if strategy_for(device) == GROUPED:
             mine = [w for w in works if w[0][0].device == device]
@@ -377,13 +390,16 @@ def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,
                 by_dtypes = {}
             for items in by_dtypes.values():
                 kernel.run_chunked([w[0] for w in items], [w[1] for w in items])
-    leftover = leftover + held_back
-    if rest == SINGLE:
-        for tensors, hp in leftover:
+    _eager(kernel, foreach_fn, rest, leftover + held_back)
+
+
+def _eager(kernel: Kernel, foreach_fn: ForeachFn, path: str, works: list) -> None:
+    if path == SINGLE:
+        for tensors, hp in works:
             kernel.fn(*tensors, hp)
         return
     buckets: dict[tuple, list[list[Tensor]]] = {}
-    for tensors, hp in leftover:
+    for tensors, hp in works:
         key = (type(tensors[0]), tensors[0].device, tensors[0].dtype, hp)
         lists = buckets.setdefault(key, [[] for _ in tensors])
         for dst, t in zip(lists, tensors):

@@ -24,6 +24,7 @@ import array
 import ctypes
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 
 from ..cache import cache_root
+from .shards import PLAIN_TYPES
 
 logger = logging.getLogger(__name__)
 progress = logging.getLogger("visdet_mmext.progress")
@@ -155,14 +157,21 @@ BLOCK = 1 << 15
 
 
 _F32 = torch.float32
+_STRIDED = torch.strided
 
 
-def _fits(tensors: tuple) -> bool:
-    # contiguous fp32 CPU tensors (the dispatch hands the kernels plain dense tensors only)
+def _pointers(tensors: tuple) -> list[int] | None:
+    """The data pointers of plain contiguous fp32 CPU tensors of one shape, else None (the other
+    paths take them: DTensors, subclasses, a state loaded for another parameter). One loop, one
+    look at each tensor: a step runs it for every tensor."""
+    shape = tensors[0].shape
+    pointers = []
     for t in tensors:
-        if t.dtype != _F32 or not t.is_cpu or not t.is_contiguous():
-            return False
-    return True
+        if type(t) not in PLAIN_TYPES or t.layout != _STRIDED or t.is_nested or t.dtype != _F32 \
+                or not t.is_cpu or not t.is_contiguous() or t.shape != shape:
+            return None
+        pointers.append(t.data_ptr())
+    return pointers
 
 
 def step(name: str, source: str, width: int, works: list) -> list | None:
@@ -172,16 +181,21 @@ def step(name: str, source: str, width: int, works: list) -> list | None:
     lib = library(name, PRELUDE + source)
     if lib is None:
         return None
-    mine, rest = [], []
+    mine, rest, rows = [], [], []
     for work in works:
-        (mine if _fits(work[0]) else rest).append(work)
+        row = _pointers(work[0])
+        if row is None:
+            rest.append(work)
+        else:
+            mine.append(work)
+            rows.append(row)
     if mine:
-        count, arity = len(mine), len(mine[0][0])
+        count = len(mine)
         # arrays built in C (array.array) and shared with ctypes: a ctypes constructor call with
         # one argument per pointer costs more than the kernel on small models
-        pointers = array.array("q", [w[0][k].data_ptr() for k in range(arity) for w in mine])
+        pointers = array.array("q", itertools.chain.from_iterable(zip(*rows)))
         numel = array.array("q", [w[0][0].numel() for w in mine])
-        hp = array.array("d", [x for w in mine for x in w[1]])
+        hp = array.array("d", itertools.chain.from_iterable(w[1] for w in mine))
         if len(hp) != width * count:
             raise ValueError(f"{name}: {width} hyperparameters per tensor expected")
         status = getattr(lib, f"{name}_step")(

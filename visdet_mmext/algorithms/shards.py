@@ -12,13 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
 
 def plain(t: Tensor) -> bool:
     """A dense strided tensor of torch's own classes, in addressable memory."""
-    return type(t) in _PLAIN_TYPES and t.layout == torch.strided and not t.is_nested \
-        and t.device.type != "meta"
+    # is_meta, not device.type: a step checks every tensor, and a device object costs more
+    return type(t) in PLAIN_TYPES and t.layout == torch.strided and not t.is_nested \
+        and not t.is_meta
 
 
 def dtensor_class():
@@ -30,7 +31,9 @@ def dtensor_class():
 
 
 def is_dtensor(t: Tensor) -> bool:
-    cls = None if plain(t) else dtensor_class()
+    if type(t) in PLAIN_TYPES:
+        return False
+    cls = dtensor_class()
     return cls is not None and isinstance(t, cls)
 
 
