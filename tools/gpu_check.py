@@ -138,11 +138,18 @@ class Log:
 
 
 # --------------------------------------------------------------------------- processes
+def _interruptible() -> None:
+    # a shell's background job ignores SIGINT, and so would the step: pytest then could not
+    # write its JUnit XML when a deadline stops it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(command: list[str], log: Log, env: dict) -> subprocess.Popen:
     log.write(f"$ {' '.join(command)}")
     # a session of its own: a deadline stops the step with everything it started
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.file,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_interruptible)
 
 
 def stop(process: subprocess.Popen, grace_s: float = GRACE_S) -> None:

@@ -33,6 +33,9 @@ BUILD = """
         def sources(self):
             return [sys.argv[1]]
 
+        def cxx_args(self):
+            return ["-O1", "-g"]  # as DeepSpeed's builders ask
+
     module = ProbeBuilder().jit_load(verbose=False)
     print("loaded", module.__name__)
 """
@@ -62,6 +65,9 @@ def test_first_build_goes_to_the_package_folder_announced_and_a_cached_one_is_no
             "package's default folder, TORCH_EXTENSIONS_DIR chooses another)") in first.stdout
     assert "built DeepSpeed's visdet_probe op in" in first.stdout
     assert (folder / "visdet_probe" / "visdet_probe.so").is_file()
+    cflags = next(line for line in (folder / "visdet_probe" / "build.ninja").read_text().splitlines()
+                  if line.startswith("cflags"))
+    assert "-O1" in cflags.split() and "-g" not in cflags.split()  # compiled without debug info
     assert "visdet_probe" in json.loads((folder / "build_times.json").read_text())
     again = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                            text=True, cwd=REPO, env=env, timeout=600)
@@ -77,9 +83,9 @@ def test_check_build_builds_each_pending_op_with_progress(tmp_path):
     code = BUILD.replace("sys.argv[1]", repr(str(source))).replace(
         'module = ProbeBuilder().jit_load(verbose=False)\n    print("loaded", module.__name__)', """
     from visdet_mmext.cli import _build_ops
-    from visdet_mmext.deepspeed.ops import PendingBuild, is_built
+    from visdet_mmext.deepspeed.ops import PendingBuild, is_built, sources
     _build_ops({"ProbeOptimizer": PendingBuild("visdet_probe", 1, ProbeBuilder())})
-    print("built:", is_built("visdet_probe"))""")
+    print("built:", is_built("visdet_probe", sources(ProbeBuilder())))""")
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(tmp_path / "extensions"))
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                             text=True, cwd=REPO, env=env, timeout=600)

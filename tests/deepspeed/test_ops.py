@@ -51,3 +51,39 @@ def test_a_build_is_announced_with_progress_and_its_time_recorded(cache):
     assert said[1].startswith("  ... building probe_op: ")
     assert said[-1].startswith("built DeepSpeed's probe_op op in ")
     assert "probe_op" in ops._recorded()
+
+
+def _build_file(folder, op, deepspeed_dir, torch_include, flags):
+    folder.mkdir(parents=True)
+    (folder / f"{op}.so").write_bytes(b"")
+    (folder / "build.ninja").write_text(
+        f"ninja_required_version = 1.3\ncxx = c++\n\ncflags = -DTORCH_EXTENSION_NAME={op} "
+        f"-I{deepspeed_dir}/ops/csrc/includes -isystem {torch_include} {flags}\n\n"
+        f"build {op}.o: compile {deepspeed_dir}/ops/csrc/adam/{op}.cpp\n")
+
+
+@pytest.mark.parametrize("where, built", [("here", True), ("another venv", False),
+                                          ("with -g", False), ("no build file", False),
+                                          ("sources newer", False)])
+def test_a_build_counts_only_if_this_environment_would_not_compile_it_again(cache, tmp_path,
+                                                                           where, built):
+    """ninja compiles again when the sources' paths, the flags or the sources changed: a build
+    left by another virtual environment (a fresh clone), with DeepSpeed's -g, or older than a
+    reinstalled DeepSpeed is a build still to come."""
+    import os
+
+    from torch.utils.cpp_extension import include_paths
+    here = tmp_path / "venv" / "deepspeed"
+    source = here / "ops" / "csrc" / "adam" / "cpu_adam.cpp"
+    source.parent.mkdir(parents=True)
+    source.write_text("// the op")
+    folder = ops.extensions_root() / "cpu_adam"
+    deepspeed_dir = tmp_path / "elsewhere" / "deepspeed" if where == "another venv" else here
+    flags = "-fPIC -O3 -g -Wno-reorder" if where == "with -g" else "-fPIC -O3 -Wno-reorder"
+    _build_file(folder, "cpu_adam", deepspeed_dir, include_paths()[0], flags)
+    if where == "no build file":
+        (folder / "build.ninja").unlink()
+    if where == "sources newer":
+        built_at = (folder / "cpu_adam.so").stat().st_mtime
+        os.utime(source, (built_at + 10, built_at + 10))
+    assert ops.is_built("cpu_adam", [str(source)]) is built

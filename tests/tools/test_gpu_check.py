@@ -4,6 +4,7 @@ step stopped at its deadline. ``make gpu-rehearsal`` runs the check itself witho
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -158,17 +159,22 @@ def test_hangs():
 @pytest.mark.slow
 def test_a_test_step_past_its_deadline_is_stopped_and_its_junit_still_read(tmp_path):
     """The step's pytest gets SIGINT GRACE_S before the deadline: the JUnit XML it writes then
-    counts the test that ran, and the one cut off is not reached."""
+    counts the test that ran, and the one cut off is not reached. Also when the check itself
+    was started with SIGINT ignored (a shell's background job)."""
     (tmp_path / "test_slow.py").write_text(SLOW_TESTS)
     plan = gpu_check.Plan(files=[str(tmp_path / "test_slow.py")],
                           tests={"cuda-tests": ["test_quick", "test_hangs"]})
     log = gpu_check.Log(tmp_path / "log")
     env = dict(os.environ, PYTHONPATH=REPO)
     began = time.monotonic()
-    deadline = began + gpu_check.GRACE_S + 25  # pytest's start-up, then SIGINT mid-sleep
-    status = gpu_check.run_tests("cuda-tests", plan, tmp_path, env, log, deadline)
+    deadline = began + gpu_check.GRACE_S + 12  # pytest's start-up, then SIGINT mid-sleep
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the step without the fix
+    try:
+        status = gpu_check.run_tests("cuda-tests", plan, tmp_path, env, log, deadline)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert status == "timed out", log.tail(30)
-    assert time.monotonic() - began < 25 + 2 * gpu_check.GRACE_S
+    assert time.monotonic() - began < 12 + 2 * gpu_check.GRACE_S
     junit = gpu_check.read_junit(tmp_path / "junit-cuda-tests.xml")
     assert not junit.get("missing"), log.tail(30)
     assert (junit["passed"], junit["failed"], junit["skipped"]) == (1, 0, 0), junit

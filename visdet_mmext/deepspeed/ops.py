@@ -50,8 +50,35 @@ def use_default_root() -> bool:
     return True
 
 
-def is_built(op_name: str) -> bool:
-    return (extensions_root() / op_name / f"{op_name}.so").is_file()
+#: Compiler flags DeepSpeed passes that this package's builds leave out (compat's
+#: ``deepspeed_build_without_debug_info``): ``-g`` makes a build a third slower and its library
+#: 50 times larger, for debug information nothing loads.
+DROPPED_FLAGS = ("-g",)
+
+
+def sources(builder) -> list[str]:
+    """The C++ files ``builder`` (a DeepSpeed ``OpBuilder``) compiles, as its ``jit_load`` names
+    them."""
+    return [os.path.abspath(builder.deepspeed_src_path(path)) for path in builder.sources()]
+
+
+def is_built(op_name: str, compiled: list[str]) -> bool:
+    """Whether loading ``op_name`` here compiles nothing: its library exists, newer than these
+    ``compiled`` files (:func:`sources`), which its ``build.ninja`` compiled against this torch's
+    headers with this package's flags. ninja compiles again when paths, flags or sources change,
+    as for a build left by another virtual environment (a fresh clone) or with DeepSpeed's own
+    flags."""
+    folder = extensions_root() / op_name
+    try:
+        build = (folder / "build.ninja").read_text()
+        built_at = (folder / f"{op_name}.so").stat().st_mtime
+        newest_source = max((os.stat(path).st_mtime for path in compiled), default=0.0)
+    except OSError:
+        return False
+    from torch.utils.cpp_extension import include_paths
+    flags = next((line.split()[2:] for line in build.splitlines() if line.startswith("cflags")), [])
+    return (all(f"compile {path}" in build for path in compiled) and include_paths()[0] in build
+            and not set(DROPPED_FLAGS) & set(flags) and newest_source <= built_at)
 
 
 def cores() -> int:
@@ -158,6 +185,7 @@ def pending_build(spec) -> PendingBuild | None:
         return None
     from deepspeed.git_version_info import installed_ops
     builder = accelerator_builder(spec)
-    if builder is None or installed_ops.get(builder.name) or is_built(builder.name):
+    if builder is None or installed_ops.get(builder.name) \
+            or is_built(builder.name, sources(builder)):
         return None
     return PendingBuild(builder.name, len(builder.sources()), builder)
