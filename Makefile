@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := constraints/tested.txt
 STAMP := $(VENV)/.installed
-# DeepSpeed JIT-builds its CPU ops on first use (1-3 min each) into the package's folder,
+# DeepSpeed JIT-builds its CPU ops on first use (~35 s each) into the package's folder,
 # ~/.cache/visdet-mmext/torch_extensions, unless TORCH_EXTENSIONS_DIR names another (docs/deepspeed.md).
 # torch.compile's kernels (inductor's caches; default /tmp, lost at reboot): 11 s first steps
 # become 2-3 s in later runs.
