@@ -159,6 +159,22 @@ def test_another_models_checkpoint_stops_before_training(first_runs, tmp_path, c
 
 
 @pytest.mark.slow
+def test_another_models_zero3_checkpoint_stops_before_training(tmp_path, capsys):
+    """ZeRO-3's model states hold empty placeholders and the whole shapes beside them
+    (``param_shapes``): a resume with another model still stops before training."""
+    zero3 = [os.path.join(CONFIGS, "deepspeed", "zero3_offload_param_adamw.py"), "--cfg-options",
+             *OPTIONS["deepspeed"], "strategy.zero_optimization.offload_param.device=none"]
+    assert train_tool.main([zero3[0], "--work-dir", str(tmp_path / "first"), *zero3[1:]]) == 0
+    capsys.readouterr()
+    checkpoint = tmp_path / "first" / "epoch_1.pth"
+    assert (checkpoint / "zero_pp_rank_0_mp_rank_00_model_states.pt").is_file()  # ZeRO-3's layout
+    code, output = _run("deepspeed", tmp_path / "work", capsys, "--resume", str(checkpoint),
+                        config=zero3[0], options=[zero3[-1], "model.widths=(8,16,48)"])
+    _refused(code, output, "CheckpointMismatchError", f"Checkpoint {checkpoint} was not saved "
+             "from this model", "have another shape in it", "Nothing was loaded")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", BOTH)
 def test_a_checkpoint_nested_too_deep_is_refused(first_runs, tmp_path, capsys, strategy):
     source = first_runs[strategy] / "epoch_1.pth"
