@@ -86,3 +86,21 @@ def test_sharded_run_with_an_optimizer_that_cannot_be_exact_exits_2(tmp_path, ca
     assert "AdamW8bit cannot train FSDP2-sharded parameters exactly" in err
     assert "Fix: use AdamW, Lion, LAMB or Muon" in err and "Traceback" not in out + err
     assert not os.path.exists(tmp_path / "work" / "epoch_1.pth")
+
+
+@pytest.mark.slow
+def test_a_failed_save_stops_every_rank_with_one_sentence(tmp_path):
+    """Rank 0 alone writes; without its outcome shared, the other rank would wait for it in the
+    next collective and die of a closed connection (or torchrun's SIGTERM)."""
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    (work_dir / "epoch_1.pth").mkdir()  # FSDP2 saves a file here
+    done = torchrun(2, TRAIN, "fsdp_muon", "--work-dir", str(work_dir), "--cfg-options", *SMALL,
+                    "--launcher", "pytorch", timeout=600)
+    sentence = (f"CheckpointSaveError: Could not save checkpoint {work_dir / 'epoch_1.pth'} (Is a "
+                "directory), so training stopped at epoch 1")
+    assert done.returncode != 0
+    assert done.stderr.count(sentence) == 2, done.stderr[-5000:]  # one per rank
+    assert done.stderr.count("exitcode  : 2 ") == 2, done.stderr[-5000:]  # both exited 2
+    assert "[rank1]" not in done.stderr and "Connection closed" not in done.stderr
+    assert (work_dir / "epoch_1.pth").is_dir()  # left as it was

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from mmengine.dist import get_rank, infer_launcher
+from mmengine.dist import broadcast_object_list, get_rank, get_world_size, infer_launcher
 from mmengine.optim import OptimWrapperDict
 from mmengine._strategy import DDPStrategy
 
@@ -192,8 +192,31 @@ class FullyShardStrategy(DDPStrategy):
         checkpoint.update(extra_ckpt)
         if callback is not None:
             callback(checkpoint)
+        failure = None
         if get_rank() == 0:
-            save_checkpoint(checkpoint, filename)
+            try:
+                save_checkpoint(checkpoint, filename)
+            except Exception as error:  # noqa: BLE001 - raised below, on every rank
+                failure = error
+        # rank 0 alone writes: every rank learns whether it could, so that a failed save stops
+        # them all alike (the others would wait for rank 0 in their next collective, then crash)
+        if get_world_size() > 1:
+            shared = [failure if failure is None else _picklable(failure)]
+            broadcast_object_list(shared, src=0)
+            failure = failure or shared[0]
+        if failure is not None:
+            raise failure
+
+
+def _picklable(error: Exception) -> Exception:
+    """``error`` as the other ranks can receive it (an exception that does not pickle becomes
+    a RuntimeError with its words)."""
+    import pickle
+    try:
+        pickle.dumps(error)
+        return error
+    except Exception:  # noqa: BLE001 - whatever pickling raises, the words still travel
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def _cpu_whole(value):
