@@ -344,13 +344,8 @@ def run(kernel: Kernel, foreach_fn: ForeachFn, works: list[tuple[tuple[Tensor, .
 
 
 def _addressable(tensors: tuple[Tensor, ...]) -> bool:
-    """Plain tensors of one shape (:func:`shards.plain` inlined: a step checks every tensor)."""
     shape = tensors[0].shape
-    for t in tensors:
-        if type(t) not in shards.PLAIN_TYPES or t.layout != torch.strided or t.is_nested \
-                or t.is_meta or t.shape != shape:
-            return False
-    return True
+    return all(shards.plain(t) and t.shape == shape for t in tensors)
 
 
 def _run(kernel: Kernel, foreach_fn: ForeachFn, works: list, fast: bool | None,

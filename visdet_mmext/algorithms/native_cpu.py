@@ -163,7 +163,7 @@ _STRIDED = torch.strided
 def _pointers(tensors: tuple) -> list[int] | None:
     """The data pointers of plain contiguous fp32 CPU tensors of one shape, else None (the other
     paths take them: DTensors, subclasses, a state loaded for another parameter). One loop, one
-    look at each tensor: a step runs it for every tensor."""
+    look at each tensor (``shards.plain`` inlined): a step runs it for every tensor."""
     shape = tensors[0].shape
     pointers = []
     for t in tensors:
