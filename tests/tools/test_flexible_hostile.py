@@ -10,6 +10,8 @@ FSDP2 checkpoint file.
 """
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 
 import deepspeed  # noqa: F401  (its logger keeps the stdout of its import: the session's, not a test's)
@@ -18,7 +20,7 @@ import torch
 
 import visdet_mmext.demo  # noqa: F401
 from damage import deep_lists
-from demo_utils import CONFIGS
+from demo_utils import CONFIGS, ROOT, TRAIN, subprocess_env
 from visdet_mmext.checkpoint.deepspeed_layout import model_states_file
 from visdet_mmext.runtime.work_dir_lock import WorkDirLock
 from visdet_mmext.tools import train as train_tool
@@ -159,19 +161,29 @@ def test_another_models_checkpoint_stops_before_training(first_runs, tmp_path, c
 
 
 @pytest.mark.slow
-def test_another_models_zero3_checkpoint_stops_before_training(tmp_path, capsys):
+def test_another_models_zero3_checkpoint_stops_before_training(tmp_path):
     """ZeRO-3's model states hold empty placeholders and the whole shapes beside them
-    (``param_shapes``): a resume with another model still stops before training."""
-    zero3 = [os.path.join(CONFIGS, "deepspeed", "zero3_offload_param_adamw.py"), "--cfg-options",
-             *OPTIONS["deepspeed"], "strategy.zero_optimization.offload_param.device=none"]
-    assert train_tool.main([zero3[0], "--work-dir", str(tmp_path / "first"), *zero3[1:]]) == 0
-    capsys.readouterr()
+    (``param_shapes``): a resume with another model still stops before training. In processes
+    of their own: a ZeRO-3 engine replaces torch's ``F.linear`` for the rest of its process."""
+    env = subprocess_env()
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    zero3 = os.path.join(CONFIGS, "deepspeed", "zero3_offload_param_adamw.py")
+    options = [*OPTIONS["deepspeed"], "strategy.zero_optimization.offload_param.device=none"]
+
+    def train(work_dir, *extra, more=()):
+        return subprocess.run([sys.executable, TRAIN, zero3, "--work-dir", str(work_dir), *extra,
+                               "--cfg-options", *options, *more], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    first = train(tmp_path / "first")
+    assert first.returncode == 0, first.stderr[-3000:]
     checkpoint = tmp_path / "first" / "epoch_1.pth"
     assert (checkpoint / "zero_pp_rank_0_mp_rank_00_model_states.pt").is_file()  # ZeRO-3's layout
-    code, output = _run("deepspeed", tmp_path / "work", capsys, "--resume", str(checkpoint),
-                        config=zero3[0], options=[zero3[-1], "model.widths=(8,16,48)"])
-    _refused(code, output, "CheckpointMismatchError", f"Checkpoint {checkpoint} was not saved "
-             "from this model", "have another shape in it", "Nothing was loaded")
+    done = train(tmp_path / "work", "--resume", str(checkpoint), more=["model.widths=(8,16,48)"])
+    _refused(done.returncode, done.stdout + done.stderr, "CheckpointMismatchError",
+             f"Checkpoint {checkpoint} was not saved from this model", "have another shape in it",
+             "Nothing was loaded")
 
 
 @pytest.mark.slow

@@ -62,8 +62,10 @@ def test_trace_shows_the_loss_graphs_routing_and_how_to_pin_it(tmp_path, capsys)
     config.write_text(TRACED.format(base=f"{CONFIGS}/_base_/demo.py"))
     assert cli.main(["groups", str(config), "--trace"]) == 0
     out = capsys.readouterr().out
-    [row] = [line for line in out.splitlines() if line.startswith("classifier.weight ")
-             and "final predictor" in line]
+    rows = [line for line in out.splitlines() if line.startswith("classifier.weight ")
+            and "final predictor" in line]
+    assert len(rows) == 1, out
+    row = rows[0]
     assert row.split()[3:6] == ["Muon", "AdamW", "*"]  # structure, traced, differs
     assert "1 tensor(s) differ from the structural routing:" in out
     assert "paramwise_cfg=dict(muon=dict(exclude=['classifier.weight']))" in out
