@@ -334,9 +334,8 @@ def run(kernel: Kernel, foreach_fn: ForeachFn, works: list[tuple[tuple[Tensor, .
     """
     if not works:
         return
-    if kernel.elementwise:  # a plain parameter has plain states: nothing to look up
-        works = [w if type(w[0][0]) in shards.PLAIN_TYPES else shards.local_work(w)
-                 for w in works]
+    if kernel.elementwise:
+        works = [shards.local_work(w) for w in works]
     works, write_back = _in_fp32(works)
     _run(kernel, foreach_fn, works, fast, foreach)
     for original, copy in write_back:
