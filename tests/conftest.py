@@ -42,6 +42,32 @@ def compile_small_tensors(monkeypatch, one_thread):
     monkeypatch.setattr(dispatch, "MIN_NUMEL", 16)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_process_group_from_an_earlier_file():
+    """A runner run in this process leaves its one-process group behind; each file starts
+    without one, whichever files its worker ran before (``make test`` runs two workers)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def once_per_session(tmp_path_factory, name: str, make):
+    """``make(folder)``'s JSON-able result, computed by the first worker that asks; the other
+    workers of this pytest-xdist session wait for it and read it."""
+    import json
+
+    from filelock import FileLock
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / name  # this session's, shared by workers
+    shared.mkdir(exist_ok=True)
+    with FileLock(str(shared) + ".lock"):
+        done = shared / "result.json"
+        if not done.exists():
+            done.write_text(json.dumps(make(shared)))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def fsdp_job(tmp_path_factory):
     """One torchrun of tests/jobs/fsdp_optimizers.py (2 gloo processes) for every test that reads
@@ -50,7 +76,10 @@ def fsdp_job(tmp_path_factory):
     import json
 
     from demo_utils import torchrun
-    out = tmp_path_factory.mktemp("fsdp") / "results.json"
-    done = torchrun(2, "tests/jobs/fsdp_optimizers.py", str(out), timeout=900)
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
-    return json.loads(out.read_text())
+
+    def launch(folder):
+        out = folder / "results.json"
+        done = torchrun(2, "tests/jobs/fsdp_optimizers.py", str(out), timeout=900)
+        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
+        return json.loads(out.read_text())
+    return once_per_session(tmp_path_factory, "fsdp", launch)
