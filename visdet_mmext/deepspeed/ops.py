@@ -121,7 +121,10 @@ def record_build(op_name: str, sources: int, seconds: float, slowdown: float) ->
     recorded[op_name] = round(seconds / _waves(sources) / slowdown, 1)
     path = extensions_root() / TIMES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    # whole or not at all: ranks and test workers build ops side by side and read this file
+    partial = path.with_name(f"{TIMES_FILE}.{os.getpid()}")
+    partial.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    os.replace(partial, path)
 
 
 def about(seconds: float) -> str:
