@@ -34,7 +34,7 @@ PATCH_MODULES = (
     "deepspeed_checkpoint", "deepspeed_build_lock", "deepspeed_build_announce", "deepspeed_muon",
     "mmengine_file_client", "mmengine_adafactor_notice", "mmengine_runner_hooks",
     "mmengine_runner_onebit", "mmengine_fully_shard", "mmengine_runner_resume",
-    "mmengine_save_failure", "mmengine_empty_train_data",
+    "mmengine_save_failure", "mmengine_empty_train_data", "deepspeed_save_together",
 )
 
 

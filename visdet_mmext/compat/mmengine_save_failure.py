@@ -19,26 +19,32 @@ import shutil
 from ..errors import CheckpointSaveError
 from . import patch, replace_attribute
 
-#: torch's zip writer reports a failed write as a RuntimeError with these words.
+#: torch's zip writer reports a failed write as a RuntimeError with these words (the last two
+#: when the OS refused part of a file it writes by path).
 _WRITER_FAILURES = ("PytorchStreamWriter", "file write failed", "open file failed",
-                    "Parent directory")
+                    "Parent directory", "unexpected pos", "iostream error")
 #: torch's words when the file's folder is missing (DeepSpeed logs and skips a failed makedirs).
 _NO_FOLDER = re.compile(r"Parent directory (.+) does not exist\.?")
+#: torch's words when the OS refused the file: "... open file failed with strerror: Is a directory"
+_OS_WORDS = re.compile(r".*\bstrerror: (.+?)\.?")
 
 
-def _save_failure(error: BaseException) -> bool:
+def save_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a checkpoint write the file system refused."""
     return isinstance(error, OSError) or (
         isinstance(error, RuntimeError) and any(words in str(error) for words in _WRITER_FAILURES))
 
 
-def _reason(error: BaseException) -> str:
+def reason_of(error: BaseException) -> str:
+    """Why the write failed, in the OS's words where there are some."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     text = str(error).strip().splitlines()[-1]
     missing = _NO_FOLDER.fullmatch(text)
     if missing:  # said as the OS says it when it fails to make the folder
         return os.strerror(errno.ENOTDIR if os.path.exists(missing.group(1)) else errno.ENOENT)
-    return text[:200]
+    refused = _OS_WORDS.fullmatch(text)
+    return refused.group(1) if refused else text[:200]
 
 
 def _intact(runner, failed: str) -> str:
@@ -61,7 +67,7 @@ def _where(filepath: str) -> str:
 
 
 def failed_save_message(runner, filepath: str, error: BaseException, removed: bool) -> str:
-    return (f"Could not save checkpoint {filepath} ({_reason(error)}), so training stopped"
+    return (f"Could not save checkpoint {filepath} ({reason_of(error)}), so training stopped"
             f"{_where(filepath)}{' (the partial file was removed)' if removed else ''}; "
             f"{_intact(runner, filepath)}. Fix the cause (free space, write permission, "
             "or whatever occupies that path) and continue with --resume and the same --work-dir.")
@@ -76,7 +82,7 @@ def _reporting(signature):
             try:
                 return save_checkpoint(self, *args, **kwargs)
             except Exception as error:
-                if not _save_failure(error):
+                if not save_failure(error):
                     raise
                 removed = not existed and _remove(filepath)
                 raise CheckpointSaveError(failed_save_message(self, filepath, error, removed)) \
@@ -87,14 +93,19 @@ def _reporting(signature):
 
 def _remove(path: str) -> bool:
     """Remove what a failed save began at ``path`` (a file, or a DeepSpeed checkpoint's
-    directory); whether there was one."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-        return True
-    if os.path.isfile(path):
-        os.remove(path)
-        return True
-    return False
+    directory); whether there was one. Every rank of a run removes it, on a shared disk at
+    the same time: what another rank removed first counts as removed."""
+    if not os.path.lexists(path):
+        return False
+    while os.path.lexists(path):
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:  # another rank got to this entry first: try what is left
+            continue
+    return True
 
 
 @patch(package="mmengine", versions=">=0.10.7,<0.11", module="mmengine.runner.runner",
