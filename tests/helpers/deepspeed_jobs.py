@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,12 +22,6 @@ ZERO3 = os.path.join(CONFIGS, "zero3_offload_param_adamw.py")
 TOY = ["train_dataloader.batch_size=8", "optim_wrapper.optimizer.lr=0.01",
        "default_hooks.checkpoint.max_keep_ckpts=-1", "default_hooks.logger.interval=4"]
 FP32 = dict(rtol=1e-5, atol=1e-6)  # fp32 tolerance for two runs of the same arithmetic
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Job:
@@ -56,9 +49,9 @@ def run_job(tmp_path_factory, name, config, *options, resume=None, nproc=1, time
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # a single-process run must start without a launcher's variables
     if nproc > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                   "--master_addr=127.0.0.1", f"--master_port={free_port()}", JOB, config,
-                   "--launcher", "pytorch"]
+        # --standalone: torchrun binds a free port itself (no race with other tests for one)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={nproc}", JOB, config, "--launcher", "pytorch"]
     else:
         command = [sys.executable, JOB, config]
     command += ["--work-dir", str(work_dir), "--toy", "--result", result, "--params", params]

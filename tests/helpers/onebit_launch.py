@@ -1,6 +1,6 @@
-"""Run a 1-bit job script (tests/jobs/onebit/) under torchrun: gloo on 127.0.0.1, a free port."""
+"""Run a 1-bit job script (tests/jobs/onebit/) under torchrun: gloo on 127.0.0.1, on a port torchrun
+binds itself (--standalone)."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,17 +10,10 @@ JOBS = os.path.join(ROOT, "tests", "jobs", "onebit")
 HELPERS = os.path.join(ROOT, "tests", "helpers")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun(job: str, nprocs: int, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """``job`` (a file in tests/jobs/onebit/) on ``nprocs`` processes; fails with both logs' tails."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-               os.path.join(JOBS, job), *map(str, args)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(nprocs), os.path.join(JOBS, job), *map(str, args)]
     env = subprocess_env(PYTHONPATH=os.pathsep.join([ROOT, HELPERS, JOBS]))
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,
                             timeout=timeout)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from demo_utils import ROOT, subprocess_env
-from onebit_launch import HELPERS, JOBS, free_port
+from onebit_launch import HELPERS, JOBS
+from visdet_mmext.runtime.process_group import free_port
 
 JOB = f"{JOBS}/multinode_job.py"
 
