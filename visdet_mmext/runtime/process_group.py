@@ -1,4 +1,5 @@
-"""A torch.distributed process group for one process, as the sharding engines need even alone."""
+"""torch.distributed process groups: one for a single process (the sharding engines need one even
+alone), and the end of a run's group, on every rank at once."""
 from __future__ import annotations
 
 import contextlib
@@ -20,3 +21,18 @@ def single_process_env() -> dict[str, str]:
     added = {key: value for key, value in values.items() if key not in os.environ}
     os.environ.update(added)
     return added
+
+
+@contextlib.contextmanager
+def ended_together():
+    """A process group created inside the block is ended when the block completes: every rank
+    waits for the others, then destroys it. A rank that exits with its gloo group alive can abort
+    a peer still using or tearing down its own ("terminate called after throwing an instance of
+    'gloo::IoException'"). A block that raises leaves the group as it is: the others may never
+    reach the barrier."""
+    import torch.distributed as dist
+    created_here = not (dist.is_available() and dist.is_initialized())
+    yield
+    if created_here and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -403,6 +403,7 @@ def main(argv=None, prog: str | None = None) -> int:
     from visdet_mmext.errors import OptimizerConfigError, VisdetError
     from visdet_mmext.tools.run_checks import check_run_cfg
     from visdet_mmext.optim import check_optim_wrapper_cfg
+    from visdet_mmext.runtime.process_group import ended_together
 
     if os.environ.get("RANK", "0") == "0":
         print(f"visdet-mmext: {visdet_mmext.REPORT.summary()}", flush=True)
@@ -420,7 +421,7 @@ def main(argv=None, prog: str | None = None) -> int:
                                        "lr=1e-3)).")
         check_optim_wrapper_cfg(cfg.optim_wrapper, scope=cfg.get("default_scope"))
         check_run_cfg(cfg)
-        with work_dir_lock(cfg, args):
+        with work_dir_lock(cfg, args), ended_together():
             if cfg.get("resume") and cfg.get("load_from") is None:  # --resume, or the config's
                 choose_resume_checkpoint(cfg, args.config)
             setup_cpu_distributed(cfg)
