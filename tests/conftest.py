@@ -42,15 +42,6 @@ def compile_small_tensors(monkeypatch, one_thread):
     monkeypatch.setattr(dispatch, "MIN_NUMEL", 16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_process_group_from_an_earlier_file():
-    """A runner run in this process leaves its one-process group behind; each file starts
-    without one, whichever files its worker ran before (``make test`` runs two workers)."""
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def once_per_session(tmp_path_factory, name: str, make):
     """``make(folder)``'s JSON-able result, computed by the first worker that asks; the other
     workers of this pytest-xdist session wait for it and read it."""

@@ -25,14 +25,16 @@ def single_process_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def ended_together():
-    """A process group created inside the block is ended when the block completes: every rank
-    waits for the others, then destroys it. A rank that exits with its gloo group alive can abort
-    a peer still using or tearing down its own ("terminate called after throwing an instance of
-    'gloo::IoException'"). A block that raises leaves the group as it is: the others may never
-    reach the barrier."""
+    """A multi-process group created inside the block is ended when the block completes: every
+    rank waits for the others, then destroys it. A rank that exits with its gloo group alive can
+    abort a peer still using or tearing down its own ("terminate called after throwing an
+    instance of 'gloo::IoException'"). A one-process group stays: DeepSpeed keeps its groups for
+    the rest of the process, and a later run in it needs them. A block that raises leaves the
+    group as it is: the other ranks may never reach the barrier."""
     import torch.distributed as dist
     created_here = not (dist.is_available() and dist.is_initialized())
     yield
-    if created_here and dist.is_available() and dist.is_initialized():
+    if created_here and dist.is_available() and dist.is_initialized() and \
+            dist.get_world_size() > 1:
         dist.barrier()
         dist.destroy_process_group()
