@@ -68,6 +68,15 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
+def exit_codes(stderr: str) -> tuple[list[str], list[str]]:
+    """The exit codes in torchrun's failure report: (the first failure's, every rank's). The
+    first rank to stop is the root cause; torchrun then ends the others, which may show -15."""
+    import re
+    report = r"exitcode\s+:\s*(-?\d+) \(pid"  # one per rank ("failed (exitcode: 2)" logs aside)
+    root_cause = stderr.split("Root Cause (first observed failure):")[-1]
+    return re.findall(report, root_cause), re.findall(report, stderr)
+
+
 def torchrun(nproc: int, *argv: str, log_dir=None, timeout: int = 600):
     """``python -m torch.distributed.run`` on ``nproc`` processes from the repository root, with
     the tests' environment. ``--standalone``: torchrun picks a free port itself (no race with
